@@ -1,0 +1,3 @@
+"""ragtune: raw-PyTorch fine-tuning for the retrieval side of RAG."""
+
+__version__ = "0.1.0"
