@@ -1,0 +1,43 @@
+"""Tasks: each module builds the parts the one training loop in experiments/run.py needs.
+
+A task module exposes `build(cfg, accelerator) -> TaskParts`. The loop never knows what it
+trains: it calls `step_fn(model, batch) -> (loss, logs)` and `evaluate(model, split)`.
+Register a new task by adding one line to TASKS.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+TASKS = {
+    "eval": "experiments.tasks.dense_eval",  # zero-shot dense retrieval, no training
+}
+
+
+@dataclass
+class TaskParts:
+    model: torch.nn.Module
+    # split -> flat metrics {'ndcg@10': ...}; 'dev' selects checkpoints, the eval split is reported.
+    evaluate: Callable[[torch.nn.Module, str], dict[str, float]]
+    eval_splits: list[str] = field(default_factory=lambda: ["test"])
+    train_loader: Iterable | None = None  # None: an evaluation-only task
+    step_fn: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, float]]] | None = None
+    step_does_backward: bool = False  # True when step_fn runs backward itself (GradCache)
+    # Writes the trained model in its exported form (e.g. an HF folder) under the given dir.
+    export: Callable[[torch.nn.Module, Path], None] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def build_task(cfg, accelerator) -> TaskParts:
+    if cfg.task not in TASKS:
+        import difflib
+
+        close = difflib.get_close_matches(cfg.task, list(TASKS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown task '{cfg.task}'{hint} (known: {sorted(TASKS)})")
+    return importlib.import_module(TASKS[cfg.task]).build(cfg, accelerator)

@@ -1,0 +1,265 @@
+"""Typed, frozen experiment configs and dotted command-line overrides.
+
+A config file is Python exposing `get_config() -> ExperimentConfig`. Overrides look like
+`--optim.lr=3e-5` (or `--optim.lr 3e-5`); each is type-checked against the dataclass field,
+and an unknown key is an error naming the closest valid key. Components are one dataclass
+each; add a field to a component (with a default) and it is overridable at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A bad config file, key or value; the message says which and what was expected."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "minilm"  # alias 'minilm' (packaged all-MiniLM-L6-v2) or a local HF folder
+    pooling: str = "mean"  # cls | mean | max | last
+    normalize: bool = True
+    query_prefix: str = ""
+    doc_prefix: str = ""
+    query_max_length: int = 64
+    doc_max_length: int = 256
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "scifact"
+    data_root: str = ""  # "" -> $RAGTUNE_DATA -> ../shared/data beside the repo
+    train_split: str = "train"
+    dev_fraction: float = 0.1  # held out of train for checkpoint selection; test is never seen
+    eval_split: str = "test"
+    train_file: str = ""  # optional pairs/triplets JSONL instead of qrels-derived pairs
+    num_negatives: int = 0  # hard negatives per query (needs negatives in train_file or mining)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "info_nce"
+    temperature: float = 0.05
+    learn_temperature: bool = False
+    symmetric: bool = False
+    margin: float = 1.0
+    distance: str = "cosine"  # triplet: cosine | euclidean
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_ratio: float = 0.1
+    schedule: str = "linear"  # linear | cosine | constant
+    max_grad_norm: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1
+    max_steps: int = 0  # > 0 caps the number of optimizer steps
+    batch_size: int = 32
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16 (fp32 is the CPU default)
+    eval_every: int = 0  # optimizer steps between dev evaluations; 0 = once per epoch
+    save_every: int = 0  # optimizer steps between checkpoints; 0 = at each evaluation
+    metric_for_best: str = "ndcg@10"
+    resume: str = ""  # a checkpoint dir, or 'latest' in output_dir
+    gradcache_chunk: int = 0  # > 0: GradCache micro-batch size for large in-batch batches
+    cross_device_negatives: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    k_values: tuple[int, ...] = (1, 10, 100)
+    batch_size: int = 128
+    top_k: int = 100
+    cache_dir: str = ""  # "" -> $RAGTUNE_CACHE -> ~/.cache/ragtune
+    baseline: bool = True  # training runs evaluate test before training too
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    wandb: str = "offline"  # offline | online | disabled
+    project: str = "ragtune"
+    run_name: str = ""
+    group: str = ""
+    log_every: int = 10
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    task: str = "eval"  # see experiments/tasks/__init__.py for the list
+    output_dir: str = "runs/default"
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def load_config_file(path: str | Path) -> ExperimentConfig:
+    """Import a Python config file and call its get_config()."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"ragtune_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path}: defines no get_config() function")
+    cfg = module.get_config()
+    if not isinstance(cfg, ExperimentConfig):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, expected ExperimentConfig")
+    return cfg
+
+
+def flatten(cfg, prefix: str = "") -> dict[str, object]:
+    """{'optim.lr': 2e-05, ...}: every leaf field under its dotted key."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, key + "."))
+        else:
+            out[key] = value
+    return out
+
+
+def _leaf_types(cls, prefix: str = "") -> dict[str, object]:
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.update(_leaf_types(tp, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = tp
+    return out
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) if typing.get_origin(tp) is None else str(tp).replace("typing.", "")
+
+
+def _parse(key: str, raw: object, tp):
+    """Convert a CLI string (or check a Python value) against the field type `tp`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        if raw not in args:
+            close = difflib.get_close_matches(str(raw), [str(a) for a in args], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"--{key}: expected one of {list(args)}, got {raw!r}{hint}")
+        return raw
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+            return None
+        return _parse(key, raw, next(a for a in args if a is not type(None)))
+    if origin is tuple:
+        items = [s for s in raw.split(",") if s.strip()] if isinstance(raw, str) else list(raw)
+        item_types = [args[0]] * len(items) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(item_types) != len(items):
+            raise ConfigError(f"--{key}: expected {len(item_types)} comma-separated values, got {raw!r}")
+        return tuple(_parse(key, item, t) for item, t in zip(items, item_types, strict=True))
+    try:
+        if tp is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return raw.lower() in ("true", "1", "yes", "on")
+            raise ValueError
+        if tp is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if tp is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if tp is str:
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise ConfigError(f"--{key}: unsupported field type {tp}")
+    raise ConfigError(f"--{key}: expected {_type_name(tp)}, got {raw!r}")
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, object]) -> ExperimentConfig:
+    """Return cfg with dotted keys replaced; values may be CLI strings or typed Python values."""
+    types_by_key = _leaf_types(type(cfg))
+    updates: dict[str, object] = {}
+    for key, raw in overrides.items():
+        if key not in types_by_key:
+            close = difflib.get_close_matches(key, list(types_by_key), n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}")
+        updates[key] = _parse(key, raw, types_by_key[key])
+    return _replace_nested(cfg, updates)
+
+
+def _replace_nested(obj, updates: dict[str, object]):
+    direct = {k: v for k, v in updates.items() if "." not in k}
+    nested: dict[str, dict[str, object]] = {}
+    for k, v in updates.items():
+        if "." in k:
+            head, rest = k.split(".", 1)
+            nested.setdefault(head, {})[rest] = v
+    for head, sub in nested.items():
+        direct[head] = _replace_nested(getattr(obj, head), sub)
+    return dataclasses.replace(obj, **direct)
+
+
+def parse_cli_overrides(args: list[str]) -> dict[str, str]:
+    """['--optim.lr=3e-5', '--train.epochs', '2'] -> {'optim.lr': '3e-5', 'train.epochs': '2'}."""
+    out, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; overrides look like --section.key=value")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            key, value = arg[2:], args[i + 1]
+            i += 1
+        else:
+            raise ConfigError(f"{arg}: missing value (use {arg}=VALUE)")
+        out[key] = value
+        i += 1
+    return out
+
+
+def config_from_dict(flat_or_nested: dict) -> ExperimentConfig:
+    """Rebuild a config from config.json (nested) or a flat {dotted: value} dict."""
+    flat = flat_or_nested
+    if any(isinstance(v, dict) for v in flat_or_nested.values()):
+        flat = {}
+        for k, v in flat_or_nested.items():
+            if isinstance(v, dict):
+                flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+            else:
+                flat[k] = v
+    return apply_overrides(ExperimentConfig(), flat)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")

@@ -1,0 +1,3 @@
+from ragtune.models.encoder import Encoder, resolve_model_path
+
+__all__ = ["Encoder", "resolve_model_path"]
