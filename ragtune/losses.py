@@ -1,0 +1,231 @@
+"""Retrieval losses as plain functions of embeddings or scores.
+
+Batch layout (THE definition, used by collate, models and losses alike):
+``Q`` queries, and documents grouped per query as ``[pos, neg_1 .. neg_k]`` so
+``d_emb`` is ``(Q * G, H)`` with ``group_size = G = 1 + k`` and the positive of
+query ``i`` at row ``i * G`` (see :func:`group_targets`). Score-based losses take
+``scores`` of shape ``(Q, G)`` in the same layout: column 0 is the positive.
+Scores are similarities (dot / cosine): higher means more relevant.
+
+Adding a loss = one function (formula in the docstring) + one line in ``LOSSES``
+and ``LOSS_KINDS``. Call convention per kind:
+
+- ``"embedding"``: ``fn(q_emb (Q, H), d_emb (Q*G, H), group_size=G, **kw)``
+- ``"triplet"``:   ``fn(q_emb (Q, H), pos_emb (Q, H), neg_emb (Q, H) | (Q, K, H), **kw)``
+- ``"score"``:     ``fn(scores (Q, G), **kw)``
+- ``"distill"``:   ``fn(student_scores (Q, G), teacher_scores (Q, G), **kw)``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def group_targets(num_queries: int, group_size: int, device: torch.device | str | None = None) -> Tensor:
+    """Row of each query's positive in the grouped ``d_emb``: ``arange(Q) * G``, (Q,)."""
+    return torch.arange(num_queries, device=device) * group_size
+
+
+def grouped_scores(q_emb: Tensor, d_emb: Tensor, group_size: int) -> Tensor:
+    """Dot-product score of each query with its own group: ``(Q, H), (Q*G, H) -> (Q, G)``.
+
+    Bridges bi-encoder embeddings to the score losses (e.g. ``margin_mse``).
+    """
+    d = d_emb.reshape(q_emb.shape[0], group_size, -1)  # (Q, G, H)
+    return torch.einsum("qh,qgh->qg", q_emb, d)
+
+
+def _pos_neg(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Split group-layout scores (Q, G) into positives (Q, 1) and negatives (Q, G-1)."""
+    return scores[:, :1], scores[:, 1:]
+
+
+# --------------------------------------------------------------------------- #
+# Embedding losses
+# --------------------------------------------------------------------------- #
+
+
+def info_nce(
+    q_emb: Tensor,
+    d_emb: Tensor,
+    temperature: float | Tensor = 0.05,
+    group_size: int = 1,
+    symmetric: bool = False,
+    target_offset: int = 0,
+) -> Tensor:
+    """InfoNCE with in-batch negatives (van den Oord et al. 2018; DPR, Karpukhin et al. 2020).
+
+    ``s_ij = q_i . d_j / tau`` over ALL ``D`` docs in the batch (every query's
+    positive and hard negatives), target ``t_i = i * G + target_offset``::
+
+        L_qd = -1/Q sum_i log( exp(s_{i,t_i}) / sum_j exp(s_ij) )
+
+    ``symmetric=True`` adds the doc->query direction over positives only
+    (positive ``p_i = d_{t_i}`` against all ``Q`` queries, CLIP-style) and returns
+    ``(L_qd + L_dq) / 2`` with ``L_dq = -1/Q sum_i log softmax_k(p_i . q_k / tau)_i``.
+
+    Shapes: q_emb (Q, H), d_emb (D, H) with D >= Q * G. The loss uses raw dot
+    products: normalise the embeddings first for cosine. ``temperature`` may be a
+    float or a 0-dim tensor (learnable, living on the model).
+    ``target_offset`` is for gathered negatives under DDP: local queries against
+    all ranks' docs, offset = ``rank * Q_local * G`` (see ``ragtune.distributed``).
+    With an offset, ``symmetric`` contrasts positives with the passed ``q_emb``
+    only; for the exact global symmetric loss gather q_emb too and use offset 0.
+    """
+    targets = group_targets(q_emb.shape[0], group_size, q_emb.device) + target_offset  # (Q,)
+    logits = q_emb @ d_emb.T / temperature  # (Q, D)
+    loss = F.cross_entropy(logits, targets)
+    if not symmetric:
+        return loss
+    pos = d_emb[targets]  # (Q, H)
+    logits_dq = pos @ q_emb.T / temperature  # (Q, Q)
+    loss_dq = F.cross_entropy(logits_dq, torch.arange(q_emb.shape[0], device=q_emb.device))
+    return (loss + loss_dq) / 2
+
+
+def triplet(
+    q_emb: Tensor,
+    pos_emb: Tensor,
+    neg_emb: Tensor,
+    margin: float = 1.0,
+    distance: str = "cosine",
+) -> Tensor:
+    """Triplet margin loss (Schroff et al. 2015, FaceNet; SBERT, Reimers & Gurevych 2019).
+
+        L = mean max(0, d(q, p) - d(q, n) + margin)
+
+    with ``d = 1 - cos(a, b)`` (``"cosine"``) or ``||a - b||_2`` (``"euclidean"``).
+    Shapes: q_emb (Q, H), pos_emb (Q, H), neg_emb (Q, H) or (Q, K, H) for K
+    negatives per query (mean over all Q*K triplets).
+    """
+    if neg_emb.dim() == 3:  # broadcast q and p against K negatives
+        q_emb, pos_emb = q_emb.unsqueeze(1), pos_emb.unsqueeze(1)  # (Q, 1, H)
+    if distance == "cosine":
+        d_pos = 1 - F.cosine_similarity(q_emb, pos_emb, dim=-1)
+        d_neg = 1 - F.cosine_similarity(q_emb, neg_emb, dim=-1)
+    elif distance == "euclidean":
+        d_pos = torch.linalg.vector_norm(q_emb - pos_emb, dim=-1)
+        d_neg = torch.linalg.vector_norm(q_emb - neg_emb, dim=-1)
+    else:
+        raise ValueError(f"distance must be 'cosine' or 'euclidean', got {distance!r}")
+    return F.relu(d_pos - d_neg + margin).mean()
+
+
+def contrastive_margin(q_emb: Tensor, d_emb: Tensor, group_size: int, margin: float = 0.2) -> Tensor:
+    """Margin ranking over each query's own hard negatives (no in-batch negatives).
+
+        L = 1/Q sum_i sum_{n in group i, n != pos} max(0, m - s(q_i, d+_i) + s(q_i, d_n))
+
+    with ``s`` the dot product. Shapes: q_emb (Q, H), d_emb (Q*G, H).
+    Note the sum over negatives (vs. ``pairwise_hinge``'s mean over pairs).
+    """
+    pos, neg = _pos_neg(grouped_scores(q_emb, d_emb, group_size))  # (Q, 1), (Q, G-1)
+    return F.relu(margin - pos + neg).sum(dim=1).mean()
+
+
+# --------------------------------------------------------------------------- #
+# Score losses (cross-encoders, or bi-encoder scores via grouped_scores)
+# --------------------------------------------------------------------------- #
+
+
+def pointwise_bce(scores: Tensor, labels: Tensor | None = None) -> Tensor:
+    """Binary cross-entropy on logits (monoBERT, Nogueira & Cho 2019).
+
+        L = -mean[ y log sigmoid(f) + (1 - y) log(1 - sigmoid(f)) ]
+
+    ``scores`` any shape with ``labels`` in [0, 1] of the same shape; without
+    labels, ``scores`` is (Q, G) in group layout (column 0 = 1, the rest = 0).
+    """
+    if labels is None:
+        labels = torch.zeros_like(scores)
+        labels[:, 0] = 1.0
+    return F.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype))
+
+
+def pairwise_hinge(scores: Tensor, margin: float = 1.0) -> Tensor:
+    """Pairwise hinge (Herbrich et al. 2000, RankSVM), mean over the Q*(G-1) pairs.
+
+        L = mean_{i, n} max(0, margin - f(q_i, d+_i) + f(q_i, d_n))
+
+    Shapes: scores (Q, G), column 0 = positive.
+    """
+    pos, neg = _pos_neg(scores)
+    return F.relu(margin - pos + neg).mean()
+
+
+def ranknet(scores: Tensor) -> Tensor:
+    """RankNet pairwise logistic loss (Burges et al. 2005), mean over Q*(G-1) pairs.
+
+        L = mean_{i, n} log(1 + exp(-(f(q_i, d+_i) - f(q_i, d_n))))
+
+    Shapes: scores (Q, G), column 0 = positive. Softplus keeps it stable.
+    """
+    pos, neg = _pos_neg(scores)
+    return F.softplus(neg - pos).mean()
+
+
+def listwise_ce(scores: Tensor) -> Tensor:
+    """Softmax cross-entropy over each group (ListNet-style top-1; Cao et al. 2007).
+
+        L = -1/Q sum_i log( exp(f_{i0}) / sum_g exp(f_{ig}) )
+
+    Shapes: scores (Q, G), target column 0. Scale by 1/tau before calling if needed.
+    """
+    return F.cross_entropy(scores, torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device))
+
+
+def margin_mse(student_scores: Tensor, teacher_scores: Tensor) -> Tensor:
+    """Margin-MSE distillation (Hofstätter et al. 2020, arXiv:2010.02666).
+
+        L = mean_{i, n} ((s_{i0} - s_{in}) - (t_{i0} - t_{in}))^2
+
+    Shapes: student_scores, teacher_scores (Q, G), column 0 = positive; mean over
+    the Q*(G-1) (pos, neg) margins. Teacher scores carry no gradient.
+    """
+    s_pos, s_neg = _pos_neg(student_scores)
+    t_pos, t_neg = _pos_neg(teacher_scores.detach())
+    return F.mse_loss(s_pos - s_neg, t_pos - t_neg)
+
+
+def kl_distill(student_scores: Tensor, teacher_scores: Tensor, temperature: float = 1.0) -> Tensor:
+    """KL(teacher || student) over each group's softmax (Hinton et al. 2015; RocketQAv2).
+
+        p = softmax(t_i / T),  q = softmax(s_i / T)
+        L = 1/Q sum_i sum_g p_g (log p_g - log q_g)
+
+    Shapes: (Q, G). No T^2 factor: multiply the result by T**2 to keep gradient
+    magnitudes comparable across temperatures (Hinton's convention).
+    """
+    log_q = F.log_softmax(student_scores / temperature, dim=-1)
+    log_p = F.log_softmax(teacher_scores.detach() / temperature, dim=-1)
+    return F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+
+
+LOSSES: dict[str, Callable[..., Tensor]] = {
+    "info_nce": info_nce,
+    "triplet": triplet,
+    "contrastive_margin": contrastive_margin,
+    "pointwise_bce": pointwise_bce,
+    "pairwise_hinge": pairwise_hinge,
+    "ranknet": ranknet,
+    "listwise_ce": listwise_ce,
+    "margin_mse": margin_mse,
+    "kl_distill": kl_distill,
+}
+
+# How to call each loss; see the module docstring for the signature of each kind.
+LOSS_KINDS: dict[str, str] = {
+    "info_nce": "embedding",
+    "triplet": "triplet",
+    "contrastive_margin": "embedding",
+    "pointwise_bce": "score",
+    "pairwise_hinge": "score",
+    "ranknet": "score",
+    "listwise_ce": "score",
+    "margin_mse": "distill",
+    "kl_distill": "distill",
+}
