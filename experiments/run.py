@@ -133,7 +133,11 @@ def save_best_weights(accelerator, model, path: Path) -> None:
 def evaluate_stage(parts: TaskParts, model, stage: str) -> dict[str, float]:
     results = {}
     for split in parts.eval_splits:
-        for metric, value in parts.evaluate(model, split).items():
+        if stage == "baseline" and parts.baseline_evaluate is not None:
+            metrics = parts.baseline_evaluate(split)
+        else:
+            metrics = parts.evaluate(model, split)
+        for metric, value in metrics.items():
             results[f"{stage}/{split}/{metric}"] = value
     return results
 
@@ -159,10 +163,11 @@ def run(cfg) -> dict[str, float]:
     log = MetricsLog(accelerator, out)
     parts = build_task(cfg, accelerator)
     results: dict[str, float] = {}
-    start = time.perf_counter()
+    if cfg.eval.baseline and accelerator.is_main_process and (
+            parts.train_loader is not None or parts.baseline_evaluate is not None):
+        results.update(evaluate_stage(parts, parts.model, "baseline"))
     if parts.train_loader is not None:
-        if cfg.eval.baseline and accelerator.is_main_process:
-            results.update(evaluate_stage(parts, parts.model, "baseline"))
+        start = time.perf_counter()  # training time includes dev evaluations, not the baseline
         train(cfg, parts, accelerator, log)
         parts.timings["train_seconds"] = time.perf_counter() - start
     if accelerator.is_main_process:

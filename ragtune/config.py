@@ -86,6 +86,7 @@ class EvalConfig:
     top_k: int = 100
     cache_dir: str = ""  # "" -> $RAGTUNE_CACHE -> ~/.cache/ragtune
     baseline: bool = True  # training runs evaluate test before training too
+    dev_pool_top_k: int = 30  # dev corpus = dev positives + the initial model's top-k per dev query
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,62 @@ class LogConfig:
     run_name: str = ""
     group: str = ""
     log_every: int = 10
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    source: str = ""  # "" (no mining) | dense | bm25
+    top_k: int = 100  # candidates retrieved per query
+    rank_start: int = 0  # sample negatives from ranks [rank_start, rank_end) after removing positives
+    rank_end: int = 50
+    max_score_ratio: float = 0.95  # drop candidates scoring above this fraction of the positive (false negatives)
+    num_random: int = 0  # random corpus negatives mixed in per query
+    num_negatives: int = 0  # hard negatives sampled from the filtered window per query; 0 = keep all
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """First stages (ragtune/first_stage.py): BM25 settings and BM25 + dense fusion."""
+
+    fusion: str = "rrf"  # rrf | weighted (min-max normalised scores)
+    weight: float = 0.5  # dense share; BM25 gets 1 - weight (both fusions)
+    rrf_k: float = 60.0
+    depth: int = 100  # candidates taken from each source before fusing
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    tune: bool = False  # hybrid task: pick fusion/weight on the dev hold-out of train (never test)
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    kind: str = "linear"  # linear | low_rank | residual
+    rank: int = 64  # low_rank / residual bottleneck
+    bias: bool = False
+    normalize: bool = True  # L2-normalise adapted queries (cached docs are normalised when model.normalize)
+    negatives: str = "random"  # random (corpus) | hard (frozen top-k minus positives) | none (in-batch only)
+    num_negatives: int = 1  # negatives per query in each group [pos, neg_1..neg_k]
+    hard_top_k: int = 50  # hard negatives are drawn from the frozen encoder's top-k, positives removed
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    first_stage: str = "dense"  # dense | bm25 | hybrid
+    first_stage_model: str = ""  # encoder folder for the dense first stage ("" -> model.name)
+    retrieve_n: int = 50
+    final_k: int = 10
+    max_length: int = 256
+    batch_size: int = 64
+    query_max_length: int = 64  # the query is cut to this first; truncation then cuts the document only
+    doc_template: str = "{title} {text}"  # how a document is shown to the reranker
+    group_size: int = 8  # training group [pos, neg_1..neg_{G-1}]
+    hard_fraction: float = 0.5  # share of negatives from the first stage's top hard_depth; the rest random
+    hard_depth: int = 50
+    dev_n: int = 20  # dev (checkpoint selection) reranks only the top dev_n of the held-out queries
+    scorer: str = "cross_encoder"  # cross_encoder | qlm (rerank_eval task)
+    cascade_model: str = ""  # a cheap reranker folder: N -> cascade_keep with it, then the main one -> final_k
+    cascade_keep: int = 20
+    max_queries: int = 0  # > 0: rerank only the first n eval queries (slow scorers such as qlm)
+    qlm_doc_max_tokens: int = 192  # passage tokens in the query-likelihood prompt
 
 
 @dataclass(frozen=True)
@@ -109,6 +166,10 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
 
 
 # ---------------------------------------------------------------- loading and overrides

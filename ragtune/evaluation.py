@@ -26,11 +26,17 @@ def corpus_texts(dataset: BeirDataset) -> tuple[list[str], list[str]]:
 
 
 def evaluate_dense(encoder, dataset: BeirDataset, cfg: EvalConfig, show_progress: bool = True,
-                   query_transform=None) -> DenseEvalResult:
-    """Metrics of `encoder` on `dataset`; `query_transform` maps query embeddings (e.g. an adapter)."""
+                   query_transform=None, use_cache: bool = True) -> DenseEvalResult:
+    """Metrics of `encoder` on `dataset`; `query_transform` maps query embeddings (e.g. an adapter).
+
+    `use_cache=False` for evaluations of weights that will never be seen again (mid-training dev).
+    """
     doc_ids, texts = corpus_texts(dataset)
     start = time.perf_counter()
-    d_emb = cached_encode(encoder, texts, "doc", cfg.cache_dir or None, cfg.batch_size, show_progress)
+    if use_cache:
+        d_emb = cached_encode(encoder, texts, "doc", cfg.cache_dir or None, cfg.batch_size, show_progress)
+    else:
+        d_emb = encoder.encode(texts, kind="doc", batch_size=cfg.batch_size, show_progress=show_progress)
     corpus_seconds = time.perf_counter() - start
     query_ids = list(dataset.queries)
     start = time.perf_counter()

@@ -16,6 +16,11 @@ import torch
 
 TASKS = {
     "eval": "experiments.tasks.dense_eval",  # zero-shot dense retrieval, no training
+    "reranker": "experiments.tasks.reranker",  # cross-encoder: train, then retrieve N -> rerank -> top K
+    "adapter": "experiments.tasks.adapter",  # query-only adapter on frozen, cached embeddings
+    "biencoder": "experiments.tasks.biencoder",  # fine-tune a shared-weights bi-encoder
+    "bm25": "experiments.tasks.bm25",  # BM25 first stage, evaluation only
+    "hybrid": "experiments.tasks.hybrid",  # BM25 + dense fusion first stage, evaluation only
 }
 
 
@@ -31,6 +36,9 @@ class TaskParts:
     # Writes the trained model in its exported form (e.g. an HF folder) under the given dir.
     export: Callable[[torch.nn.Module, Path], None] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # split -> metrics for the `baseline/` rows when "before training" is not evaluate(model) (a
+    # reranker's baseline is its first stage alone); also gives evaluation-only tasks a baseline.
+    baseline_evaluate: Callable[[str], dict[str, float]] | None = None
 
 
 def build_task(cfg, accelerator) -> TaskParts:

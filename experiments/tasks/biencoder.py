@@ -1,0 +1,129 @@
+"""Bi-encoder fine-tuning with in-batch (and hard) negatives on a BEIR train split.
+
+Dev = a seeded hold-out of train queries, scored against a small pool (their positives plus
+the initial model's top-k) so checkpoint selection costs seconds, not a corpus re-encode.
+The test split is only touched by the baseline/final evaluations in experiments/run.py.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch.utils.data import DataLoader
+
+from experiments.tasks import TaskParts
+from ragtune.cache import cached_encode
+from ragtune.data.beir import BeirDataset, load_beir
+from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler
+from ragtune.data.pairs import load_records, records_from_qrels, split_queries
+from ragtune.distributed import gather_with_grad, local_target_offset, world_size
+from ragtune.evaluation import corpus_texts, evaluate_dense
+from ragtune.gradcache import grad_cache_step, split_batch
+from ragtune.losses import LOSS_KINDS, LOSSES, grouped_scores
+from ragtune.models.biencoder import BiEncoder
+from ragtune.models.encoder import Encoder
+from ragtune.retrieval import dense_search
+
+
+def loss_kwargs(fn, cfg) -> dict:
+    """The LossConfig values that `fn` accepts (temperature, margin, symmetric, distance...)."""
+    accepted = inspect.signature(fn).parameters
+    candidates = {"margin": cfg.loss.margin, "symmetric": cfg.loss.symmetric, "distance": cfg.loss.distance}
+    return {k: v for k, v in candidates.items() if k in accepted}
+
+
+def make_loss(cfg, group_size: int):
+    """(q_emb, d_emb, teacher, temperature) -> loss, dispatching on the loss kind."""
+    if cfg.loss.name not in LOSSES:
+        raise ValueError(f"loss.name='{cfg.loss.name}' is not registered; known: {sorted(LOSSES)}")
+    fn, kind = LOSSES[cfg.loss.name], LOSS_KINDS[cfg.loss.name]
+    kwargs = loss_kwargs(fn, cfg)
+    gather = cfg.train.cross_device_negatives and world_size() > 1
+
+    takes_temperature = "temperature" in inspect.signature(fn).parameters
+
+    def compute(q_emb, d_emb, teacher, temperature):
+        if kind == "embedding":
+            kw = {**kwargs, "temperature": temperature} if takes_temperature else kwargs
+            if gather and cfg.loss.name == "info_nce":
+                # Every rank scores its queries against every rank's documents.
+                offset = local_target_offset(q_emb.shape[0], group_size)
+                return fn(q_emb, gather_with_grad(d_emb), group_size=group_size, target_offset=offset, **kw)
+            return fn(q_emb, d_emb, group_size=group_size, **kw)
+        if group_size < 2:
+            raise ValueError(f"loss '{cfg.loss.name}' needs hard negatives: set data.num_negatives >= 1")
+        if kind == "triplet":
+            d = d_emb.reshape(q_emb.shape[0], group_size, -1)  # (Q, G, H)
+            return fn(q_emb, d[:, 0], d[:, 1:], **kwargs)
+        # Score losses see cosine / temperature, the scale of a cross-encoder's logits.
+        scores = grouped_scores(q_emb, d_emb, group_size) / temperature  # (Q, G)
+        if kind == "distill":
+            if teacher is None:
+                raise ValueError(f"loss '{cfg.loss.name}' needs teacher_scores in data.train_file")
+            return fn(scores, teacher, **kwargs)
+        return fn(scores, **kwargs)
+
+    return compute
+
+
+def dev_pool(encoder: Encoder, train: BeirDataset, dev_qids, cfg) -> BeirDataset:
+    """Dev queries over their positives + the initial model's top-k: a cheap, hard dev corpus."""
+    queries = {q: train.queries[q] for q in sorted(dev_qids)}
+    qrels = {q: train.qrels[q] for q in queries}
+    doc_ids, texts = corpus_texts(train)
+    d_emb = cached_encode(encoder, texts, "doc", cfg.eval.cache_dir or None, cfg.eval.batch_size)
+    q_emb = encoder.encode(list(queries.values()), kind="query", show_progress=False)
+    run = dense_search(q_emb, d_emb, list(queries), doc_ids, top_k=cfg.eval.dev_pool_top_k)
+    pool = {d for docs in run.values() for d in docs} | {d for docs in qrels.values() for d in docs}
+    corpus = {d: train.corpus[d] for d in doc_ids if d in pool}
+    return BeirDataset(name=train.name, split="dev", corpus=corpus, queries=queries, qrels=qrels)
+
+
+def build(cfg, accelerator) -> TaskParts:
+    encoder = Encoder.from_config(cfg.model).to(accelerator.device)
+    model = BiEncoder(encoder, cfg.loss.temperature, cfg.loss.learn_temperature)
+    root = cfg.data.data_root or None
+    train = load_beir(cfg.data.dataset, cfg.data.train_split, root)
+    test = load_beir(cfg.data.dataset, cfg.data.eval_split, root)
+    split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
+    records = load_records(cfg.data.train_file) if cfg.data.train_file else records_from_qrels(train)
+    records = [r for r in records if r.qid not in split.dev_qids]  # dev queries never train
+    dev = dev_pool(encoder, train, split.dev_qids, cfg) if split.dev_qids else None
+
+    group_size = 1 + cfg.data.num_negatives
+    collate = GroupCollator(encoder.tokenize, cfg.data.num_negatives, cfg.seed)
+    sampler = UniquePositiveBatchSampler(records, cfg.train.batch_size, cfg.seed, drop_last=True)
+    # A private generator: DataLoader would otherwise draw its seed from the global RNG at every
+    # epoch start, and a resumed run (which starts mid-epoch) would see a different RNG stream.
+    loader = DataLoader(RecordDataset(records), batch_sampler=sampler, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    compute_loss = make_loss(cfg, group_size)
+
+    def step_fn(model, batch):
+        temperature = accelerator.unwrap_model(model).temperature
+        teacher = batch.get("teacher")
+        if cfg.train.gradcache_chunk > 0:
+            chunk = cfg.train.gradcache_chunk
+            loss = grad_cache_step(lambda b: model(**b), lambda b: model(**b),
+                                   split_batch(batch["q"], chunk), split_batch(batch["d"], chunk),
+                                   lambda q, d: compute_loss(q, d, teacher, temperature),
+                                   backward_fn=accelerator.backward)
+        else:
+            loss = compute_loss(model(**batch["q"]), model(**batch["d"]), teacher, temperature)
+        return loss, {"temperature": float(temperature)}
+
+    def evaluate(model, split_name: str) -> dict[str, float]:
+        show = accelerator.is_main_process
+        if split_name == "dev":
+            return evaluate_dense(model.encoder, dev, cfg.eval, show_progress=False, use_cache=False).metrics
+        result = evaluate_dense(model.encoder, test, cfg.eval, show_progress=show)
+        return result.metrics
+
+    if accelerator.is_main_process:
+        print(f"train records {len(records)} ({len(split.train_qids)} queries), dev queries {len(split.dev_qids)} "
+              f"over a pool of {len(dev.corpus) if dev else 0} docs, group size {group_size}, "
+              f"{len(sampler)} batches/epoch")
+    return TaskParts(model=model, evaluate=evaluate, eval_splits=[cfg.data.eval_split], train_loader=loader,
+                     step_fn=step_fn, step_does_backward=cfg.train.gradcache_chunk > 0,
+                     export=lambda m, path: m.encoder.save(path))

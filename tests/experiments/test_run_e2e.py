@@ -1,0 +1,99 @@
+"""The real entry point, end to end, on a tiny random BERT and a tiny BEIR folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+pytrec_eval = pytest.importorskip("pytrec_eval")
+
+CONFIG = """
+from ragtune.config import *
+
+def get_config():
+    return ExperimentConfig(
+        task={task!r}, output_dir={out!r}, seed=7,
+        model=ModelConfig(name={model!r}, query_max_length=16, doc_max_length=32),
+        data=DataConfig(dataset="tiny", data_root={root!r}, dev_fraction=0.2),
+        eval=EvalConfig(k_values=(1, 5, 10), batch_size=8, dev_pool_top_k=10),
+        log=LogConfig(wandb="disabled", log_every=1),
+    )
+"""
+
+
+def run_entry(tmp_path, env, task, model, root, *overrides):
+    cfg = tmp_path / f"{task}_config.py"
+    out = tmp_path / f"run_{task}"
+    cfg.write_text(CONFIG.format(task=task, out=str(out), model=str(model), root=str(root)))
+    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "run.py"), "--config", str(cfg), *overrides],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def independent_metrics(model_dir, root):
+    """Mean-pooled, normalised embeddings straight from transformers, scored by pytrec_eval."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok, bert = AutoTokenizer.from_pretrained(model_dir), AutoModel.from_pretrained(model_dir).eval()
+    corpus = [json.loads(line) for line in (root / "tiny" / "corpus.jsonl").read_text().splitlines()]
+    queries = {q["_id"]: q["text"] for q in map(json.loads, (root / "tiny" / "queries.jsonl").read_text().splitlines())}
+    qrels = {}
+    for line in (root / "tiny" / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        q, d, s = line.split("\t")
+        qrels.setdefault(q, {})[d] = int(s)
+
+    def embed(texts, max_len):
+        with torch.no_grad():
+            t = tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+            h = bert(**t).last_hidden_state
+            m = t["attention_mask"].unsqueeze(-1).float()
+            e = (h * m).sum(1) / m.sum(1)
+            return torch.nn.functional.normalize(e, dim=-1).numpy()
+
+    d = embed([f"{c['title']} {c['text']}" for c in corpus], 32)
+    qids = list(qrels)
+    q = embed([queries[i] for i in qids], 16)
+    scores = q @ d.T
+    run = {}
+    for i, qid in enumerate(qids):
+        top = np.argsort(-scores[i])[:10]
+        run[qid] = {corpus[j]["_id"]: float(scores[i, j]) for j in top}
+    res = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_5"}).evaluate(run)
+    return {"ndcg@10": np.mean([r["ndcg_cut_10"] for r in res.values()]),
+            "recall@5": np.mean([r["recall_5"] for r in res.values()])}
+
+
+def test_zero_shot_eval_matches_independent_computation(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
+    out, proc = run_entry(tmp_path, subprocess_env, "eval", tiny_model_dir, tiny_data_root)
+    results = json.loads((out / "results.json").read_text())
+    expected = independent_metrics(tiny_model_dir, tiny_data_root)
+    assert results["final/test/ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=1e-4)
+    assert results["final/test/recall@5"] == pytest.approx(expected["recall@5"], abs=1e-4)
+    assert all(k.startswith("final/test/") for k in results)
+    assert json.loads((out / "config.json").read_text())["model"]["doc_max_length"] == 32
+    assert "test/ndcg@10" in proc.stdout  # the printed table
+
+
+def test_biencoder_training_improves_and_exports(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
+    out, _ = run_entry(tmp_path, subprocess_env, "biencoder", tiny_model_dir, tiny_data_root,
+                       "--train.epochs=8", "--train.batch_size=8", "--optim.lr=1e-3", "--optim.warmup_ratio=0.05",
+                       "--loss.temperature=0.1")
+    results = json.loads((out / "results.json").read_text())
+    assert results["final/test/ndcg@10"] >= results["baseline/test/ndcg@10"] + 0.05
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train/loss"] for r in lines if "train/loss" in r]
+    assert losses[-1] < losses[0]
+    assert any("dev/ndcg@10" in r for r in lines)
+    assert (out / "checkpoints" / "latest").is_file() and (out / "best" / "weights.pt").is_file()
+    from ragtune.models.encoder import Encoder
+
+    reloaded = Encoder.load(out / "model")
+    assert reloaded.cfg.doc_max_length == 32
