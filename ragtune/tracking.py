@@ -41,6 +41,7 @@ class MetricsLog:
     def __init__(self, accelerator, output_dir: str | Path):
         self.accelerator = accelerator
         self.path = Path(output_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.accelerator.is_main_process:

@@ -1,0 +1,78 @@
+"""The training loop in experiments/run.py on a toy regression task built in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, TensorDataset
+
+from experiments.run import NonFiniteLossError, train
+from experiments.tasks import TaskParts
+from ragtune.config import ExperimentConfig, LogConfig, OptimConfig, TrainConfig, apply_overrides
+from ragtune.tracking import MetricsLog
+
+
+def toy_parts(batch_size: int, nan_at_step: int | None = None) -> TaskParts:
+    torch.manual_seed(0)
+    x = torch.randn(16, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    model = torch.nn.Linear(4, 1)
+    calls = {"n": 0}
+
+    def step_fn(model, batch):
+        calls["n"] += 1
+        loss = torch.nn.functional.mse_loss(model(batch[0]), batch[1])
+        if nan_at_step is not None and calls["n"] >= nan_at_step:
+            loss = loss * float("nan")
+        return loss, {}
+
+    def evaluate(model, split):
+        with torch.no_grad():
+            return {"neg_mse": -torch.nn.functional.mse_loss(model(x), y).item()}
+
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
+    return TaskParts(model=model, evaluate=evaluate, train_loader=loader, step_fn=step_fn)
+
+
+def toy_cfg(tmp_path, **overrides) -> ExperimentConfig:
+    cfg = ExperimentConfig(output_dir=str(tmp_path), optim=OptimConfig(lr=0.05, warmup_ratio=0.0, weight_decay=0.0,
+                                                                        max_grad_norm=0.0, schedule="constant"),
+                           train=TrainConfig(epochs=2, metric_for_best="neg_mse"), log=LogConfig(wandb="disabled"))
+    return apply_overrides(cfg, overrides)
+
+
+def run_toy(cfg, parts):
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.train.grad_accum)
+    train(cfg, parts, accelerator, MetricsLog(accelerator, cfg.output_dir))
+    return parts.model
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
+    big = run_toy(toy_cfg(tmp_path / "a"), toy_parts(batch_size=8))
+    accumulated = run_toy(toy_cfg(tmp_path / "b", **{"train.grad_accum": 2}), toy_parts(batch_size=4))
+    for p, q in zip(big.parameters(), accumulated.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = toy_cfg(tmp_path, **{"train.epochs": 3, "train.eval_every": 1, "train.batch_size": 4})
+    parts = toy_parts(batch_size=4, nan_at_step=4)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4 .*stopped before the update"):
+        run_toy(cfg, parts)
+    latest = (tmp_path / "checkpoints" / "latest").read_text()
+    assert latest == "step-3"
+    state = json.loads((tmp_path / "checkpoints" / "step-3" / "trainer_state.json").read_text())
+    assert state["step"] == 3 and state["batches_in_epoch"] == 3
+
+
+def test_lr_schedule_is_logged_per_step(tmp_path):
+    cfg = toy_cfg(tmp_path, **{"optim.schedule": "linear", "optim.warmup_ratio": 0.25, "log.log_every": 1})
+    run_toy(cfg, toy_parts(batch_size=4))  # 2 epochs x 4 batches = 8 steps, 2 warmup
+    lrs = [r["train/lr"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+           if "train/lr" in r]
+    # logged after the scheduler step: lambda(step) for step = 1..8
+    expected = [0.05 * m for m in (1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0)]
+    assert lrs == pytest.approx(expected)
