@@ -87,6 +87,9 @@ class EvalConfig:
     cache_dir: str = ""  # "" -> $RAGTUNE_CACHE -> ~/.cache/ragtune
     baseline: bool = True  # training runs evaluate test before training too
     dev_pool_top_k: int = 30  # dev corpus = dev positives + the initial model's top-k per dev query
+    # > 0: POOLED test, corpus = test positives + the initial model's top-k per test query (reported
+    # under split '<eval_split>-pool<k>'; exact for the initial model at k >= 10, optimistic after training).
+    test_pool_top_k: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class MiningConfig:
 class HybridConfig:
     """First stages (ragtune/first_stage.py): BM25 settings and BM25 + dense fusion."""
 
-    fusion: str = "rrf"  # rrf | weighted (min-max normalised scores)
+    fusion: str = "weighted"  # weighted (min-max normalised scores) | rrf; chosen on SciFact train
     weight: float = 0.5  # dense share; BM25 gets 1 - weight (both fusions)
     rrf_k: float = 60.0
     depth: int = 100  # candidates taken from each source before fusing
@@ -131,6 +134,7 @@ class AdapterConfig:
     negatives: str = "random"  # random (corpus) | hard (frozen top-k minus positives) | none (in-batch only)
     num_negatives: int = 1  # negatives per query in each group [pos, neg_1..neg_k]
     hard_top_k: int = 50  # hard negatives are drawn from the frozen encoder's top-k, positives removed
+    num_threads: int = 1  # CPU threads for training (set after embedding): tiny matmuls stall when oversubscribed
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ class RerankConfig:
     cascade_keep: int = 20
     max_queries: int = 0  # > 0: rerank only the first n eval queries (slow scorers such as qlm)
     qlm_doc_max_tokens: int = 192  # passage tokens in the query-likelihood prompt
+    teacher_model: str = ""  # a saved reranker whose scores are written for distillation
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import torch
 TASKS = {
     "eval": "experiments.tasks.dense_eval",  # zero-shot dense retrieval, no training
     "reranker": "experiments.tasks.reranker",  # cross-encoder: train, then retrieve N -> rerank -> top K
+    "rerank_eval": "experiments.tasks.rerank_eval",  # first stage -> saved reranker or zero-shot QLM, no training
     "adapter": "experiments.tasks.adapter",  # query-only adapter on frozen, cached embeddings
     "biencoder": "experiments.tasks.biencoder",  # fine-tune a shared-weights bi-encoder
     "bm25": "experiments.tasks.bm25",  # BM25 first stage, evaluation only
