@@ -157,6 +157,7 @@ class RerankConfig:
     max_queries: int = 0  # > 0: rerank only the first n eval queries (slow scorers such as qlm)
     qlm_doc_max_tokens: int = 192  # passage tokens in the query-likelihood prompt
     teacher_model: str = ""  # a saved reranker whose scores are written for distillation
+    interpolate: float = 0.0  # final = (1-w) z(reranker) + w z(first stage); 0 = reranker alone
 
 
 @dataclass(frozen=True)
