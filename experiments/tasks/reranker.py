@@ -1,0 +1,187 @@
+"""Cross-encoder reranker: train from an encoder's weights on first-stage negatives, then
+retrieve N -> rerank -> top K.
+
+results.json: `baseline/test/...` is the first stage alone, `final/test/...` the reranked run.
+Dev (checkpoint selection) reranks only the top `rerank.dev_n` of the held-out train queries.
+First-stage runs are computed once per split (corpus embeddings come from the on-disk cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from experiments.tasks import TaskParts
+from ragtune.cache import cache_root, weights_fingerprint
+from ragtune.config import ModelConfig
+from ragtune.data.beir import load_beir
+from ragtune.data.pairs import split_queries
+from ragtune.first_stage import first_stage_run
+from ragtune.losses import LOSS_KINDS, LOSSES
+from ragtune.metrics import evaluate
+from ragtune.models.cross_encoder import CrossEncoder, format_doc
+from ragtune.models.encoder import ENCODER_META, Encoder, resolve_model_path
+from ragtune.rerank import (
+    cascade,
+    interpolate,
+    load_score_cache,
+    rerank_run,
+    save_score_cache,
+    teacher_records,
+    training_groups,
+)
+
+
+def load_first_stage_encoder(cfg) -> Encoder:
+    """rerank.first_stage_model: a saved ragtune Encoder folder, or an alias / HF folder with cfg.model
+    pooling ('' -> cfg.model.name)."""
+    name = cfg.rerank.first_stage_model or cfg.model.name
+    path = resolve_model_path(name)
+    if (path / ENCODER_META).is_file():
+        return Encoder.load(path)
+    return Encoder.from_config(ModelConfig(**{**cfg.model.__dict__, "name": name}))
+
+
+def first_stage_runs(cfg, datasets: dict, show_progress: bool) -> tuple[dict, dict[str, float]]:
+    """{split: run} for every dataset, and timings of the test split's first stage."""
+    kind = cfg.rerank.first_stage
+    encoder = load_first_stage_encoder(cfg) if kind != "bm25" else None
+    runs, timings = {}, {}
+    for split, dataset in datasets.items():
+        depth = max(cfg.rerank.retrieve_n, cfg.rerank.hard_depth, *cfg.eval.k_values)
+        runs[split], t = first_stage_run(kind, dataset, cfg, encoder=encoder, top_k=depth,
+                                         show_progress=show_progress)
+        if split == cfg.data.eval_split:
+            timings.update({f"first_stage_{k}": v for k, v in t.items()})
+    return runs, timings
+
+
+def score_cache_path(cfg, model: CrossEncoder, split: str) -> Path:
+    """Pair scores on disk, keyed by the weights and everything else that changes a score:
+    reranking a second first stage (e.g. a fine-tuned bi-encoder) rescores only new pairs."""
+    key = hashlib.sha256(json.dumps([weights_fingerprint(model), model.max_length, model.query_max_length,
+                                     model.doc_template, cfg.data.dataset, split]).encode()).hexdigest()[:32]
+    return cache_root(cfg.eval.cache_dir or None) / "rerank_scores" / f"{key}.json"
+
+
+def make_scorer(model: CrossEncoder, batch_size: int):
+    return lambda queries, docs: model.score(queries, docs, batch_size=batch_size)
+
+
+def build(cfg, accelerator) -> TaskParts:
+    rc = cfg.rerank
+    if LOSS_KINDS.get(cfg.loss.name) != "score":
+        score_losses = sorted(k for k, v in LOSS_KINDS.items() if v == "score")
+        raise ValueError(f"loss.name='{cfg.loss.name}' is not a score loss; a reranker trains with {score_losses}")
+    show = accelerator.is_main_process
+    model = CrossEncoder.from_pretrained(cfg.model.name, max_length=rc.max_length,
+                                         query_max_length=rc.query_max_length, doc_template=rc.doc_template)
+    train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
+    test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
+    doc_texts = {d: format_doc(doc, rc.doc_template) for d, doc in test.corpus.items()}
+    split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
+    runs, timings = first_stage_runs(cfg, {cfg.data.train_split: train, cfg.data.eval_split: test}, show)
+    eval_qids = list(test.queries)[: rc.max_queries or None]
+    parts = TaskParts(model=model, evaluate=None, eval_splits=[cfg.data.eval_split], timings=timings)
+    cheap = CrossEncoder.from_pretrained(rc.cascade_model) if rc.cascade_model else None
+
+    def split_data(split_name: str):
+        if split_name == "dev":
+            qids = sorted(split.dev_qids)
+            return qids, train.queries, train.qrels, runs[cfg.data.train_split], rc.dev_n
+        return eval_qids, test.queries, test.qrels, runs[cfg.data.eval_split], rc.retrieve_n
+
+    def baseline(split_name: str) -> dict[str, float]:
+        qids, _, qrels, run, _ = split_data(split_name)
+        return evaluate({q: run[q] for q in qids}, {q: qrels[q] for q in qids}, cfg.eval.k_values)
+
+    def evaluate_split(m: CrossEncoder, split_name: str) -> dict[str, float]:
+        qids, queries, qrels, run, n = split_data(split_name)
+        sub = {q: queries[q] for q in qids}
+        scorer = make_scorer(m, rc.batch_size)
+        if cheap is not None and split_name != "dev":
+            reranked, stats = cascade([(make_scorer(cheap, rc.batch_size), rc.cascade_keep),
+                                       (scorer, rc.final_k)], run, sub, doc_texts, n, show_progress=show)
+            for i, s in enumerate(stats):
+                parts.timings.update(s.summary(f"cascade{i + 1}"))
+        else:  # the cache is keyed on the weights: an update never reads stale scores
+            path = score_cache_path(cfg, m, split_name)
+            cache = load_score_cache(path)
+            reranked, s = rerank_run(scorer, run, sub, doc_texts, n, n, cache=cache,
+                                     show_progress=show, desc=f"rerank {split_name}")
+            save_score_cache(path, cache)
+            parts.timings.update(s.summary(f"rerank_{split_name}"))
+        reranked = {q: dict(list(docs.items())[:rc.final_k])
+                    for q, docs in interpolate(reranked, run, rc.interpolate).items()}
+        return evaluate(reranked, {q: qrels[q] for q in qids}, cfg.eval.k_values)
+
+    parts.evaluate = evaluate_split
+    parts.baseline_evaluate = baseline
+    parts.export = lambda m, path: m.save(path)
+    if cfg.train.epochs == 0 and cfg.train.max_steps == 0:  # evaluation only (e.g. a saved reranker)
+        return parts
+
+    train_run = runs[cfg.data.train_split]
+    qrels = {q: train.qrels[q] for q in split.train_qids}
+    groups = training_groups(train_run, qrels, list(train.corpus), rc.group_size, rc.hard_fraction,
+                             rc.hard_depth, seed=cfg.seed)
+    train_texts = {d: format_doc(doc, rc.doc_template) for d, doc in train.corpus.items()}
+
+    def collate(batch: list[tuple[str, str, list[str]]]) -> dict[str, torch.Tensor]:
+        queries = [train.queries[qid] for qid, _, negs in batch for _ in range(1 + len(negs))]
+        docs = [train_texts[d] for _, pos, negs in batch for d in [pos, *negs]]  # [pos, neg_1..] per query
+        return model.tokenize(queries, docs)
+
+    loss_fn = LOSSES[cfg.loss.name]
+    loss_kw = {"margin": cfg.loss.margin} if cfg.loss.name == "pairwise_hinge" else {}
+
+    def step_fn(m, batch):
+        scores = m(**batch).view(-1, rc.group_size)  # (Q, G), column 0 = positive
+        loss = loss_fn(scores, **loss_kw)
+        return loss, {"pos_top1": (scores.argmax(dim=1) == 0).float().mean().item()}
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+    parts.train_loader = DataLoader(groups, batch_size=cfg.train.batch_size, shuffle=True,
+                                    collate_fn=collate, generator=generator)
+    parts.step_fn = step_fn
+    parts.timings.update({"train_groups": len(groups), "dev_queries": len(split.dev_qids)})
+    return parts
+
+
+def write_teacher_file(cfg, show_progress: bool = True) -> Path:
+    """Score first-stage groups of ALL train queries with the reranker `rerank.teacher_model` and
+    write them to `data.train_file` for distillation into a bi-encoder (which holds out its own
+    dev queries). Negatives: `rerank.group_size - 1` per positive, `hard_fraction` of them hard."""
+    rc = cfg.rerank
+    if not rc.teacher_model or not cfg.data.train_file:
+        raise ValueError("set rerank.teacher_model (a saved reranker) and data.train_file (the JSONL to write)")
+    teacher = CrossEncoder.from_pretrained(rc.teacher_model)
+    train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
+    runs, _ = first_stage_runs(cfg, {cfg.data.train_split: train}, show_progress)
+    groups = training_groups(runs[cfg.data.train_split], train.qrels, list(train.corpus), rc.group_size,
+                             rc.hard_fraction, rc.hard_depth, seed=cfg.seed)
+    texts = {d: format_doc(doc, teacher.doc_template) for d, doc in train.corpus.items()}
+    records = teacher_records(lambda q, d: teacher.score(q, d, rc.batch_size, show_progress), groups,
+                              train.queries, texts)
+    for r in records:  # the bi-encoder embeds "title text", as in its own corpus encoding
+        r["pos"], r["negs"] = train.corpus[r["pos_id"]].full_text(), [train.corpus[d].full_text()
+                                                                       for d in r["neg_ids"]]
+    path = Path(cfg.data.train_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+if __name__ == "__main__":  # python -m experiments.tasks.reranker --config configs/scifact_distill.py
+    import argparse
+
+    from ragtune.config import apply_overrides, load_config_file, parse_cli_overrides
+
+    parser = argparse.ArgumentParser(description="write reranker teacher scores for distillation")
+    parser.add_argument("--config", required=True)
+    args, rest = parser.parse_known_args()
+    print(f"wrote {write_teacher_file(apply_overrides(load_config_file(args.config), parse_cli_overrides(rest)))}")
