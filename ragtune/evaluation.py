@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,23 @@ class DenseEvalResult:
 def corpus_texts(dataset: BeirDataset) -> tuple[list[str], list[str]]:
     doc_ids = list(dataset.corpus)
     return doc_ids, [dataset.corpus[d].full_text() for d in doc_ids]
+
+
+def candidate_pool(encoder, dataset: BeirDataset, top_k: int, cfg: EvalConfig, split: str = "") -> BeirDataset:
+    """`dataset` with its corpus cut to the qrels positives + `encoder`'s top-k per query.
+
+    A cheap stand-in for the full corpus when many models must be compared (sweeps): the
+    encoder's own top-k ranking is unchanged, a later model can only rank these docs.
+    """
+    doc_ids, texts = corpus_texts(dataset)
+    d_emb = cached_encode(encoder, texts, "doc", cfg.cache_dir or None, cfg.batch_size)
+    query_ids = list(dataset.queries)
+    q_emb = encoder.encode([dataset.queries[q] for q in query_ids], kind="query", batch_size=cfg.batch_size,
+                           show_progress=False)
+    run = dense_search(q_emb, d_emb, query_ids, doc_ids, top_k=top_k)
+    pool = {d for docs in run.values() for d in docs} | {d for docs in dataset.qrels.values() for d in docs}
+    corpus = {d: dataset.corpus[d] for d in doc_ids if d in pool}
+    return dataclasses.replace(dataset, corpus=corpus, split=split or f"{dataset.split}-pool{top_k}")
 
 
 def evaluate_dense(encoder, dataset: BeirDataset, cfg: EvalConfig, show_progress: bool = True,

@@ -18,7 +18,8 @@ from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler
 from ragtune.data.pairs import load_records, records_from_qrels, split_queries
 from ragtune.distributed import gather_with_grad, local_target_offset, world_size
-from ragtune.evaluation import corpus_texts, evaluate_dense
+from ragtune.evaluation import candidate_pool, corpus_texts, evaluate_dense
+from ragtune.export import export_sentence_transformers
 from ragtune.gradcache import grad_cache_step, split_batch
 from ragtune.losses import LOSS_KINDS, LOSSES, grouped_scores
 from ragtune.models.biencoder import BiEncoder
@@ -86,6 +87,8 @@ def build(cfg, accelerator) -> TaskParts:
     root = cfg.data.data_root or None
     train = load_beir(cfg.data.dataset, cfg.data.train_split, root)
     test = load_beir(cfg.data.dataset, cfg.data.eval_split, root)
+    if cfg.eval.test_pool_top_k > 0:  # pooled test: cheap for sweeps, labelled '<split>-pool<k>' in results
+        test = candidate_pool(encoder, test, cfg.eval.test_pool_top_k, cfg.eval)
     split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
     records = load_records(cfg.data.train_file) if cfg.data.train_file else records_from_qrels(train)
     records = [r for r in records if r.qid not in split.dev_qids]  # dev queries never train
@@ -124,6 +127,6 @@ def build(cfg, accelerator) -> TaskParts:
         print(f"train records {len(records)} ({len(split.train_qids)} queries), dev queries {len(split.dev_qids)} "
               f"over a pool of {len(dev.corpus) if dev else 0} docs, group size {group_size}, "
               f"{len(sampler)} batches/epoch")
-    return TaskParts(model=model, evaluate=evaluate, eval_splits=[cfg.data.eval_split], train_loader=loader,
+    return TaskParts(model=model, evaluate=evaluate, eval_splits=[test.split], train_loader=loader,
                      step_fn=step_fn, step_does_backward=cfg.train.gradcache_chunk > 0,
-                     export=lambda m, path: m.encoder.save(path))
+                     export=lambda m, path: export_sentence_transformers(m.encoder, path))

@@ -35,11 +35,22 @@ class UniquePositiveBatchSampler(Sampler[list[tuple[int, int]]]):
     Two queries sharing a positive in one batch would make that document a false in-batch
     negative for one of them. A record that collides is deferred to the next batch that has
     room. The order depends only on (seed, epoch): resuming mid-epoch replays it exactly.
+
+    Length bucketing (`lengths` per record, e.g. positive token counts, and `bucket_size` > 0):
+    the shuffled order is cut into windows of bucket_size * batch_size records, each sorted by
+    length before packing, so a batch holds similar lengths and pads less; the batches are then
+    shuffled, so long and short batches still alternate. Same guarantees, same determinism.
     """
 
-    def __init__(self, records: list[TrainRecord], batch_size: int, seed: int, drop_last: bool = True):
+    def __init__(self, records: list[TrainRecord], batch_size: int, seed: int, drop_last: bool = True,
+                 lengths: list[int] | None = None, bucket_size: int = 0):
+        if lengths is not None and len(lengths) != len(records):
+            raise ValueError(f"lengths has {len(lengths)} entries for {len(records)} records")
+        if bucket_size > 0 and lengths is None:
+            raise ValueError("bucket_size > 0 needs the records' lengths")
         self.keys = [r.pos_id or r.pos for r in records]
         self.batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
+        self.lengths, self.bucket_size = lengths, bucket_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -47,7 +58,12 @@ class UniquePositiveBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def _batches(self) -> list[list[int]]:
         order = list(range(len(self.keys)))
-        random.Random(self.seed * 100_003 + self.epoch).shuffle(order)
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        rng.shuffle(order)
+        if self.bucket_size > 0:
+            span = self.bucket_size * self.batch_size
+            order = [i for s in range(0, len(order), span)
+                     for i in sorted(order[s:s + span], key=lambda i: -self.lengths[i])]  # stable: ties stay shuffled
         batches: list[list[int]] = []
         open_batches: list[tuple[list[int], set[str]]] = []
         for i in order:
@@ -63,6 +79,8 @@ class UniquePositiveBatchSampler(Sampler[list[tuple[int, int]]]):
         leftovers = [b for b, _ in open_batches]
         if not self.drop_last:
             batches.extend(b for b in leftovers if b)
+        if self.bucket_size > 0:
+            rng.shuffle(batches)  # else every window would run longest batch first
         return batches
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
