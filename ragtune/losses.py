@@ -229,3 +229,32 @@ LOSS_KINDS: dict[str, str] = {
     "margin_mse": "distill",
     "kl_distill": "distill",
 }
+
+
+def debiased_info_nce(q_emb: Tensor, d_emb: Tensor, temperature: float | Tensor = 0.05, group_size: int = 1,
+                      tau_plus: float = 0.1) -> Tensor:
+    """Debiased contrastive loss (Chuang et al. 2020, arXiv:2007.00224) with in-batch negatives.
+
+    The N = D - 1 "negatives" of query i may hide unlabelled positives (prior tau_plus), so
+    their mean is corrected by the positive's share; ``s_ij = q_i . d_j / tau``, target t_i::
+
+        g_i = max( (1/N sum_{j != t_i} e^{s_ij} - tau_plus e^{s_{i,t_i}}) / (1 - tau_plus), e^{-1/tau} )
+        L   = -1/Q sum_i log( e^{s_{i,t_i}} / (e^{s_{i,t_i}} + N g_i) )
+
+    tau_plus = 0 is InfoNCE. Shapes: q_emb (Q, H), d_emb (Q*G, H); normalised embeddings
+    (the floor e^{-1/tau} is the smallest e^{s} for cosine scores).
+    """
+    targets = group_targets(q_emb.shape[0], group_size, q_emb.device)  # (Q,)
+    logits = q_emb @ d_emb.T / temperature  # (Q, D)
+    shift = logits.detach().max(dim=1, keepdim=True).values  # exp(logits - shift) cannot overflow
+    exp = torch.exp(logits - shift)  # (Q, D)
+    pos = exp.gather(1, targets[:, None]).squeeze(1)  # (Q,)
+    n = d_emb.shape[0] - 1
+    neg_mean = (exp.sum(dim=1) - pos) / n
+    floor = torch.exp(-1 / torch.as_tensor(temperature) - shift.squeeze(1))  # e^{-1/tau}, shifted too
+    g = torch.maximum((neg_mean - tau_plus * pos) / (1 - tau_plus), floor)
+    return -torch.log(pos / (pos + n * g)).mean()
+
+
+LOSSES["debiased_info_nce"] = debiased_info_nce
+LOSS_KINDS["debiased_info_nce"] = "embedding"

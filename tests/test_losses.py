@@ -190,6 +190,7 @@ def test_registry_complete_and_gradients_flow():
         "listwise_ce",
         "margin_mse",
         "kl_distill",
+        "debiased_info_nce",  # the worked example of docs/EXTENDING.md
     }
     assert set(LOSSES) == expected and set(LOSS_KINDS) == expected
     assert set(LOSS_KINDS.values()) == {"embedding", "triplet", "score", "distill"}

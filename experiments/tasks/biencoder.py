@@ -7,6 +7,7 @@ The test split is only touched by the baseline/final evaluations in experiments/
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import torch
@@ -28,10 +29,14 @@ from ragtune.retrieval import dense_search
 
 
 def loss_kwargs(fn, cfg) -> dict:
-    """The LossConfig values that `fn` accepts (temperature, margin, symmetric, distance...)."""
+    """Every LossConfig field that `fn` names as a parameter (margin, symmetric, distance, ...).
+
+    So a new loss knob is one LossConfig field with the parameter's name. The temperature is
+    left out: it comes from the model, where it may be learned.
+    """
     accepted = inspect.signature(fn).parameters
-    candidates = {"margin": cfg.loss.margin, "symmetric": cfg.loss.symmetric, "distance": cfg.loss.distance}
-    return {k: v for k, v in candidates.items() if k in accepted}
+    return {f.name: getattr(cfg.loss, f.name) for f in dataclasses.fields(cfg.loss)
+            if f.name in accepted and f.name != "temperature"}
 
 
 def make_loss(cfg, group_size: int):
