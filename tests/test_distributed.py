@@ -3,6 +3,7 @@
 import copy
 import os
 import socket
+import time
 from datetime import timedelta
 
 import torch
@@ -95,7 +96,14 @@ def _worker(r: int, port: int) -> None:
 
 
 def test_gather_with_grad_ddp_matches_single_process():
-    mp.spawn(_worker, args=(_free_port(),), nprocs=WORLD, join=True)
+    # join=False plus a deadline: a rank stuck in a collective must fail the test, never hang CI.
+    context = mp.start_processes(_worker, args=(_free_port(),), nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + 180
+    while not context.join(timeout=2):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise AssertionError("2-process gloo test did not finish within 180 s")
 
 
 def test_not_distributed_is_identity():
