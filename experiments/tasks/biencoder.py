@@ -14,18 +14,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from experiments.tasks import TaskParts
-from ragtune.cache import cached_encode
 from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler
 from ragtune.data.pairs import load_records, records_from_qrels, split_queries
 from ragtune.distributed import gather_with_grad, local_target_offset, world_size
-from ragtune.evaluation import candidate_pool, corpus_texts, evaluate_dense
+from ragtune.evaluation import candidate_pool, evaluate_dense
 from ragtune.export import export_sentence_transformers
 from ragtune.gradcache import grad_cache_step, split_batch
 from ragtune.losses import LOSS_KINDS, LOSSES, grouped_scores
 from ragtune.models.biencoder import BiEncoder
 from ragtune.models.encoder import Encoder
-from ragtune.retrieval import dense_search
 
 
 def loss_kwargs(fn, cfg) -> dict:
@@ -76,14 +74,8 @@ def make_loss(cfg, group_size: int):
 def dev_pool(encoder: Encoder, train: BeirDataset, dev_qids, cfg) -> BeirDataset:
     """Dev queries over their positives + the initial model's top-k: a cheap, hard dev corpus."""
     queries = {q: train.queries[q] for q in sorted(dev_qids)}
-    qrels = {q: train.qrels[q] for q in queries}
-    doc_ids, texts = corpus_texts(train)
-    d_emb = cached_encode(encoder, texts, "doc", cfg.eval.cache_dir or None, cfg.eval.batch_size)
-    q_emb = encoder.encode(list(queries.values()), kind="query", show_progress=False)
-    run = dense_search(q_emb, d_emb, list(queries), doc_ids, top_k=cfg.eval.dev_pool_top_k)
-    pool = {d for docs in run.values() for d in docs} | {d for docs in qrels.values() for d in docs}
-    corpus = {d: train.corpus[d] for d in doc_ids if d in pool}
-    return BeirDataset(name=train.name, split="dev", corpus=corpus, queries=queries, qrels=qrels)
+    dev = dataclasses.replace(train, queries=queries, qrels={q: train.qrels[q] for q in queries})
+    return candidate_pool(encoder, dev, cfg.eval.dev_pool_top_k, cfg.eval, split="dev")
 
 
 def build(cfg, accelerator) -> TaskParts:
