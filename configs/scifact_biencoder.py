@@ -1,6 +1,10 @@
 """Fine-tune the packaged all-MiniLM-L6-v2 on SciFact train (10% of train queries held out as dev).
 
-In-batch negatives InfoNCE; the test split is evaluated only before (baseline/) and after (final/).
+InfoNCE over in-batch negatives plus one BM25-mined hard negative per query (mined at the start
+of the run into <output_dir>/mined.jsonl; candidates scoring above 0.95 x the positive's BM25
+score are dropped as likely false negatives; 2 random corpus docs top up every query). This recipe
+won on dev over in-batch-only (dev nDCG@10 0.7485 vs 0.7240); the test split is evaluated only
+before (baseline/) and after (final/).
 """
 
 from ragtune.config import (
@@ -8,6 +12,7 @@ from ragtune.config import (
     EvalConfig,
     ExperimentConfig,
     LossConfig,
+    MiningConfig,
     ModelConfig,
     OptimConfig,
     TrainConfig,
@@ -20,9 +25,12 @@ def get_config() -> ExperimentConfig:
         output_dir="runs/scifact_biencoder",
         seed=42,
         model=ModelConfig(name="minilm", pooling="mean", normalize=True, query_max_length=64, doc_max_length=256),
-        data=DataConfig(dataset="scifact", train_split="train", dev_fraction=0.1, eval_split="test"),
+        data=DataConfig(dataset="scifact", train_split="train", dev_fraction=0.1, eval_split="test",
+                        num_negatives=1),
+        mining=MiningConfig(source="bm25", top_k=100, rank_start=0, rank_end=50, max_score_ratio=0.95,
+                            num_negatives=8, num_random=2),
         loss=LossConfig(name="info_nce", temperature=0.05),
-        optim=OptimConfig(lr=2e-5, weight_decay=0.01, warmup_ratio=0.1, schedule="linear"),
-        train=TrainConfig(epochs=3, batch_size=32),
+        optim=OptimConfig(lr=3e-5, weight_decay=0.01, warmup_ratio=0.1, schedule="linear"),
+        train=TrainConfig(epochs=2, batch_size=32),
         eval=EvalConfig(k_values=(1, 10, 100), dev_pool_top_k=20),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -78,6 +79,21 @@ def dev_pool(encoder: Encoder, train: BeirDataset, dev_qids, cfg) -> BeirDataset
     return candidate_pool(encoder, dev, cfg.eval.dev_pool_top_k, cfg.eval, split="dev")
 
 
+def training_file(cfg, accelerator) -> str:
+    """data.train_file, or hard negatives mined now (mining.source) into <output_dir>/mined.jsonl."""
+    if cfg.data.train_file:
+        return cfg.data.train_file
+    path = Path(cfg.output_dir) / "mined.jsonl"
+    if accelerator.is_main_process and not path.is_file():  # kept with the run: resume reuses it
+        from experiments.mine import mine
+
+        stats = mine(cfg, path)
+        print(f"mined {stats['records']} records from {cfg.mining.source}: "
+              f"{stats['negatives_per_query_mean']:.1f} negatives/query")
+    accelerator.wait_for_everyone()
+    return str(path)
+
+
 def build(cfg, accelerator) -> TaskParts:
     encoder = Encoder.from_config(cfg.model).to(accelerator.device)
     model = BiEncoder(encoder, cfg.loss.temperature, cfg.loss.learn_temperature)
@@ -87,7 +103,8 @@ def build(cfg, accelerator) -> TaskParts:
     if cfg.eval.test_pool_top_k > 0:  # pooled test: cheap for sweeps, labelled '<split>-pool<k>' in results
         test = candidate_pool(encoder, test, cfg.eval.test_pool_top_k, cfg.eval)
     split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
-    records = load_records(cfg.data.train_file) if cfg.data.train_file else records_from_qrels(train)
+    records = load_records(training_file(cfg, accelerator)) if (cfg.data.train_file or cfg.mining.source) \
+        else records_from_qrels(train)
     records = [r for r in records if r.qid not in split.dev_qids]  # dev queries never train
     dev = dev_pool(encoder, train, split.dev_qids, cfg) if split.dev_qids else None
 

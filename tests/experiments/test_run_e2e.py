@@ -97,3 +97,16 @@ def test_biencoder_training_improves_and_exports(tmp_path, subprocess_env, tiny_
 
     reloaded = Encoder.load(out / "model")
     assert reloaded.cfg.doc_max_length == 32
+
+
+def test_biencoder_mines_bm25_negatives_in_run(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
+    out, proc = run_entry(tmp_path, subprocess_env, "biencoder", tiny_model_dir, tiny_data_root,
+                          "--mining.source=bm25", "--mining.num_random=1", "--data.num_negatives=1",
+                          "--loss.name=triplet", "--loss.margin=0.2", "--train.epochs=2", "--train.batch_size=8")
+    records = [json.loads(line) for line in (out / "mined.jsonl").read_text().splitlines()]
+    assert len(records) == 30  # every train query of the tiny set (dev hold-out included; training drops it)
+    assert all(r["negs"] and r["pos_id"] not in r["neg_ids"] for r in records)
+    assert "mined 30 records from bm25" in proc.stdout
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["train/loss"] >= 0 for r in metrics if "train/loss" in r)  # a hinge loss
+    assert "final/test/ndcg@10" in json.loads((out / "results.json").read_text())
