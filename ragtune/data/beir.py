@@ -70,7 +70,8 @@ def dataset_dir(name: str, data_root: str | None = None) -> Path:
     return path
 
 
-def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
+def read_jsonl(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """(line number, object) per non-empty line; malformed lines and missing fields name file:line."""
     rows = []
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
@@ -99,7 +100,7 @@ def _check_unique(path: Path, rows: list[tuple[int, dict]]) -> None:
 
 
 def load_corpus(path: Path) -> dict[str, Doc]:
-    rows = _read_jsonl(path, ("_id", "text"))
+    rows = read_jsonl(path, ("_id", "text"))
     _check_unique(path, rows)
     corpus = {str(r["_id"]): Doc(title=r.get("title") or "", text=r["text"] or "") for _, r in rows}
     empty = [i for i, d in corpus.items() if not (d.title.strip() or d.text.strip())]
@@ -109,7 +110,7 @@ def load_corpus(path: Path) -> dict[str, Doc]:
 
 
 def load_queries(path: Path) -> dict[str, str]:
-    rows = _read_jsonl(path, ("_id", "text"))
+    rows = read_jsonl(path, ("_id", "text"))
     _check_unique(path, rows)
     queries = {str(r["_id"]): r["text"] or "" for _, r in rows}
     empty = [i for i, t in queries.items() if not t.strip()]

@@ -9,12 +9,12 @@ with optional ids and scores, as written by experiments/mine.py:
 
 from __future__ import annotations
 
-import json
+import difflib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragtune.data.beir import BeirDataset, DataError
+from ragtune.data.beir import BeirDataset, DataError, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -37,27 +37,20 @@ def load_records(path: str | Path) -> list[TrainRecord]:
     if not path.is_file():
         raise DataError(f"training file not found: {path} (data.train_file); write one with experiments/mine.py")
     records = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_no}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict) or "query" not in row or "pos" not in row:
-                raise DataError(f"{path}:{line_no}: a record needs 'query' and 'pos'")
-            unknown = set(row) - _FIELDS
-            if unknown:
-                raise DataError(f"{path}:{line_no}: unknown field(s) {sorted(unknown)}; known: {sorted(_FIELDS)}")
-            negs = tuple(row.get("negs", ()))
-            teacher = tuple(float(s) for s in row.get("teacher_scores", ()))
-            if teacher and len(teacher) != 1 + len(negs):
-                raise DataError(f"{path}:{line_no}: teacher_scores needs 1 + len(negs) = {1 + len(negs)} "
-                                f"values, got {len(teacher)}")
-            records.append(TrainRecord(query=row["query"], pos=row["pos"], negs=negs, qid=str(row.get("qid", "")),
-                                       pos_id=str(row.get("pos_id", "")), neg_ids=tuple(row.get("neg_ids", ())),
-                                       teacher_scores=teacher))
+    for line_no, row in read_jsonl(path, ("query", "pos")):
+        unknown = sorted(set(row) - _FIELDS)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(_FIELDS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise DataError(f"{path}:{line_no}: unknown field '{unknown[0]}'{hint}; known: {sorted(_FIELDS)}")
+        negs = tuple(row.get("negs", ()))
+        teacher = tuple(float(s) for s in row.get("teacher_scores", ()))
+        if teacher and len(teacher) != 1 + len(negs):
+            raise DataError(f"{path}:{line_no}: teacher_scores needs 1 + len(negs) = {1 + len(negs)} "
+                            f"values, got {len(teacher)}")
+        records.append(TrainRecord(query=row["query"], pos=row["pos"], negs=negs, qid=str(row.get("qid", "")),
+                                   pos_id=str(row.get("pos_id", "")), neg_ids=tuple(row.get("neg_ids", ())),
+                                   teacher_scores=teacher))
     if not records:
         raise DataError(f"{path}: no training records")
     return records
