@@ -181,20 +181,25 @@ class ExperimentConfig:
 # ---------------------------------------------------------------- loading and overrides
 
 
-def load_config_file(path: str | Path) -> ExperimentConfig:
-    """Import a Python config file and call its get_config()."""
+def call_python_file(path: str | Path, function: str, expected: type):
+    """Import a Python file (a config or sweep file) and return `function()`, type-checked."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"ragtune_config_{path.stem}", path)
+        raise ConfigError(f"{'config' if expected is ExperimentConfig else 'sweep'} file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"ragtune_file_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"{path}: defines no get_config() function")
-    cfg = module.get_config()
-    if not isinstance(cfg, ExperimentConfig):
-        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, expected ExperimentConfig")
-    return cfg
+    if not hasattr(module, function):
+        raise ConfigError(f"{path}: defines no {function}() function")
+    value = getattr(module, function)()
+    if not isinstance(value, expected):
+        raise ConfigError(f"{path}: {function}() returned {type(value).__name__}, expected {expected.__name__}")
+    return value
+
+
+def load_config_file(path: str | Path) -> ExperimentConfig:
+    """Import a Python config file and call its get_config()."""
+    return call_python_file(path, "get_config", ExperimentConfig)
 
 
 def flatten(cfg, prefix: str = "") -> dict[str, object]:

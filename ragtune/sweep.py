@@ -10,14 +10,20 @@ experiments/run.py in its own process; this module holds the pure parts (no torc
 from __future__ import annotations
 
 import csv
-import importlib.util
 import itertools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragtune.config import ConfigError, apply_overrides, config_from_dict, flatten, load_config_file
+from ragtune.config import (
+    ConfigError,
+    apply_overrides,
+    call_python_file,
+    config_from_dict,
+    flatten,
+    load_config_file,
+)
 
 # Keys that may differ between a finished variant's config.json and the sweep without making
 # its results stale: they change where/how a run is logged or resumed, not what it computes.
@@ -43,17 +49,7 @@ class Variant:
 
 def load_sweep(path: str | Path) -> Sweep:
     """Import a sweep file and call its get_sweep()."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"ragtune_sweep_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_sweep"):
-        raise ConfigError(f"{path}: defines no get_sweep() function")
-    sweep = module.get_sweep()
-    if not isinstance(sweep, Sweep):
-        raise ConfigError(f"{path}: get_sweep() returned {type(sweep).__name__}, expected Sweep")
+    sweep = call_python_file(path, "get_sweep", Sweep)
     if not sweep.variants:
         raise ConfigError(f"{path}: Sweep.variants is empty")
     return sweep
