@@ -1,7 +1,9 @@
-"""BM25 + zero-shot MiniLM hybrid (cfg.hybrid defaults) -> top 50 -> the trained SciFact reranker.
+"""BM25 + zero-shot MiniLM hybrid (cfg.hybrid defaults) -> top 20 -> the trained SciFact reranker.
 
 Evaluation only; train the reranker first (configs/scifact_reranker.py). baseline/test = the hybrid
-first stage alone, final/test = after reranking. Pair scores cached by the reranker runs are reused.
+first stage alone, final/test = after reranking, mixed with the first-stage score (interpolate=0.6,
+the weight chosen on dev for the dense first stage; 0 = the reranker alone). Pair scores cached
+by the reranker runs are reused.
 """
 
 from ragtune.config import EvalConfig, ExperimentConfig, LogConfig, ModelConfig, RerankConfig
@@ -12,8 +14,8 @@ def get_config() -> ExperimentConfig:
         task="rerank_eval",
         output_dir="runs/scifact_hybrid_reranker",
         model=ModelConfig(name="runs/scifact_reranker/model"),  # the reranker (its saved max_length/template)
-        eval=EvalConfig(k_values=(1, 10, 50)),
+        eval=EvalConfig(k_values=(1, 10, 20)),
         log=LogConfig(wandb="disabled"),
-        rerank=RerankConfig(first_stage="hybrid", first_stage_model="minilm", retrieve_n=50, final_k=50,
-                            batch_size=50),
+        rerank=RerankConfig(first_stage="hybrid", first_stage_model="minilm", retrieve_n=20, final_k=20,
+                            batch_size=50, interpolate=0.6),
     )
