@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ragtune.config import ConfigError
+
 TASKS = {
     "eval": "experiments.tasks.dense_eval",  # zero-shot dense retrieval, no training
     "reranker": "experiments.tasks.reranker",  # cross-encoder: train, then retrieve N -> rerank -> top K
@@ -48,5 +50,5 @@ def build_task(cfg, accelerator) -> TaskParts:
 
         close = difflib.get_close_matches(cfg.task, list(TASKS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"unknown task '{cfg.task}'{hint} (known: {sorted(TASKS)})")
+        raise ConfigError(f"unknown task '{cfg.task}'{hint} (known: {sorted(TASKS)})")
     return importlib.import_module(TASKS[cfg.task]).build(cfg, accelerator)

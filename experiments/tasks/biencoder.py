@@ -8,6 +8,7 @@ The test split is only touched by the baseline/final evaluations in experiments/
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from experiments.tasks import TaskParts
+from ragtune.config import ConfigError
 from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler
 from ragtune.data.pairs import load_records, records_from_qrels, split_queries
@@ -41,7 +43,9 @@ def loss_kwargs(fn, cfg) -> dict:
 def make_loss(cfg, group_size: int):
     """(q_emb, d_emb, teacher, temperature) -> loss, dispatching on the loss kind."""
     if cfg.loss.name not in LOSSES:
-        raise ValueError(f"loss.name='{cfg.loss.name}' is not registered; known: {sorted(LOSSES)}")
+        close = difflib.get_close_matches(cfg.loss.name, sorted(LOSSES), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"loss.name='{cfg.loss.name}' is not registered{hint} (known: {sorted(LOSSES)})")
     fn, kind = LOSSES[cfg.loss.name], LOSS_KINDS[cfg.loss.name]
     kwargs = loss_kwargs(fn, cfg)
     gather = cfg.train.cross_device_negatives and world_size() > 1
@@ -95,6 +99,8 @@ def training_file(cfg, accelerator) -> str:
 
 
 def build(cfg, accelerator) -> TaskParts:
+    group_size = 1 + cfg.data.num_negatives
+    compute_loss = make_loss(cfg, group_size)  # first: a bad loss name fails before any loading
     encoder = Encoder.from_config(cfg.model).to(accelerator.device)
     model = BiEncoder(encoder, cfg.loss.temperature, cfg.loss.learn_temperature)
     root = cfg.data.data_root or None
@@ -108,14 +114,12 @@ def build(cfg, accelerator) -> TaskParts:
     records = [r for r in records if r.qid not in split.dev_qids]  # dev queries never train
     dev = dev_pool(encoder, train, split.dev_qids, cfg) if split.dev_qids else None
 
-    group_size = 1 + cfg.data.num_negatives
     collate = GroupCollator(encoder.tokenize, cfg.data.num_negatives, cfg.seed)
     sampler = UniquePositiveBatchSampler(records, cfg.train.batch_size, cfg.seed, drop_last=True)
     # A private generator: DataLoader would otherwise draw its seed from the global RNG at every
     # epoch start, and a resumed run (which starts mid-epoch) would see a different RNG stream.
     loader = DataLoader(RecordDataset(records), batch_sampler=sampler, collate_fn=collate,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    compute_loss = make_loss(cfg, group_size)
 
     def step_fn(model, batch):
         temperature = accelerator.unwrap_model(model).temperature

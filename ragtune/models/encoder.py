@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
-from ragtune.config import ModelConfig
+from ragtune.config import ConfigError, ModelConfig
 from ragtune.pooling import POOLING_METHODS, pool
 
 # alias -> (pip package that ships the weights, folder inside it, install hint)
@@ -50,7 +50,7 @@ class Encoder(nn.Module):
     def __init__(self, backbone: nn.Module, tokenizer, cfg: ModelConfig):
         super().__init__()
         if cfg.pooling not in POOLING_METHODS:
-            raise ValueError(f"model.pooling='{cfg.pooling}' is not one of {POOLING_METHODS}")
+            raise ConfigError(f"model.pooling='{cfg.pooling}' is not one of {POOLING_METHODS}")
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.cfg = cfg

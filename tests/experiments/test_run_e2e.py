@@ -110,3 +110,19 @@ def test_biencoder_mines_bm25_negatives_in_run(tmp_path, subprocess_env, tiny_mo
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(r["train/loss"] >= 0 for r in metrics if "train/loss" in r)  # a hinge loss
     assert "final/test/ndcg@10" in json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--task=biencodr", "error: unknown task 'biencodr'; did you mean 'biencoder'?"),
+    ("--loss.name=infonce", "error: loss.name='infonce' is not registered; did you mean 'info_nce'?"),
+    ("--optim.lrr=1", "error: unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
+    ("--data.dataset=nope", "error: dataset 'nope' not found"),
+])
+def test_bad_input_exits_2_with_a_one_line_reason(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root,
+                                                  override, message):
+    cfg = tmp_path / "c.py"
+    cfg.write_text(CONFIG.format(task="biencoder", out=str(tmp_path / "out"), model=str(tiny_model_dir),
+                                 root=str(tiny_data_root)))
+    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "run.py"), "--config", str(cfg), override],
+                          env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
