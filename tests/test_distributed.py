@@ -3,12 +3,14 @@
 import copy
 import os
 import socket
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
@@ -85,25 +87,37 @@ def _worker(r: int, port: int) -> None:
     ref = reference()
     # The recipe: local queries vs gathered docs, no loss scaling needed.
     assert_close(ddp_run(gather_with_grad, local_queries=True), ref)
-    # torch's own autograd all_gather (alltoall backward on gloo) agrees.
-    torch_gather = lambda t: torch.cat(dist_fn.all_gather(t))  # noqa: E731
-    assert_close(ddp_run(torch_gather, local_queries=True), ref)
+    # (torch.distributed.nn.functional.all_gather is deprecated, and its alltoall backward on gloo
+    # was seen to hang intermittently: it is not compared here.)
     # Full global loss on every rank is exact too; this is how symmetric gets all queries.
     assert_close(ddp_run(gather_with_grad, local_queries=False, symmetric=True), reference(symmetric=True))
     # open_clip-style gather (no backward all-reduce) + full loss: grads are 1/N of the truth.
     assert_close(ddp_run(_open_clip_gather, local_queries=False), ref, scale=WORLD)
+    dist.barrier()  # else one rank may tear gloo down while its peer still talks: SIGABRT at exit
     dist.destroy_process_group()
 
 
-def test_gather_with_grad_ddp_matches_single_process():
-    # join=False plus a deadline: a rank stuck in a collective must fail the test, never hang CI.
+def _spawn_ranks() -> None:
+    # join=False plus a deadline: a rank stuck in a collective must fail, never hang CI.
     context = mp.start_processes(_worker, args=(_free_port(),), nprocs=WORLD, join=False, start_method="spawn")
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 120
     while not context.join(timeout=2):
         if time.monotonic() > deadline:
             for process in context.processes:
                 process.kill()
-            raise AssertionError("2-process gloo test did not finish within 180 s")
+            raise SystemExit("2-process gloo test did not finish within 120 s")
+
+
+def test_gather_with_grad_ddp_matches_single_process():
+    # The ranks start from a fresh interpreter with a minimal environment: spawned from inside the
+    # pytest process they inherit what earlier tests left behind (accelerate / W&B state and
+    # environment) and were seen to hang in the full suite while passing alone.
+    repo = Path(__file__).resolve().parents[1]
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(repo), "HOME": os.environ.get("HOME", "/tmp"),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tests.test_distributed"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
 def test_not_distributed_is_identity():
@@ -111,3 +125,7 @@ def test_not_distributed_is_identity():
     assert gather_with_grad(t) is t
     assert rank() == 0 and world_size() == 1 and is_main_process()
     assert local_target_offset(4, 3) == 0
+
+
+if __name__ == "__main__":
+    _spawn_ranks()
