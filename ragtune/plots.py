@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from ragtune.data.beir import read_jsonl
 
 
 def read_curves(metrics_jsonl_path: str | Path, keys: list[str]) -> dict[str, tuple[list[int], list[float]]]:
@@ -12,24 +13,14 @@ def read_curves(metrics_jsonl_path: str | Path, keys: list[str]) -> dict[str, tu
     Lines without the key are skipped, and so are negative steps (run.py logs the final
     results at step -1). A malformed line is an error naming the file and line.
     """
-    path = Path(metrics_jsonl_path)
     curves: dict[str, tuple[list[int], list[float]]] = {k: ([], []) for k in keys}
-    with path.open() as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_no}: malformed JSON ({e.msg})") from None
-            if "step" not in row:
-                raise ValueError(f"{path}:{line_no}: no 'step' field")
-            if row["step"] < 0:
-                continue
-            for key in keys:
-                if key in row:
-                    curves[key][0].append(int(row["step"]))
-                    curves[key][1].append(float(row[key]))
+    for _, row in read_jsonl(Path(metrics_jsonl_path), ("step",)):
+        if row["step"] < 0:
+            continue
+        for key in keys:
+            if key in row:
+                curves[key][0].append(int(row["step"]))
+                curves[key][1].append(float(row[key]))
     return curves
 
 
