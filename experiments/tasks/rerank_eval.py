@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from experiments.tasks import TaskParts
 from experiments.tasks.reranker import first_stage_runs, make_scorer, score_cache_path
+from ragtune.config import ConfigError
 from ragtune.data.beir import load_beir
 from ragtune.metrics import evaluate
 from ragtune.models.cross_encoder import CrossEncoder, format_doc
@@ -23,6 +24,10 @@ def build(cfg, accelerator) -> TaskParts:
     rc = cfg.rerank
     if rc.scorer not in SCORERS:
         raise ValueError(f"rerank.scorer must be one of {SCORERS}, got {rc.scorer!r}")
+    if rc.first_stage != "bm25" and not rc.first_stage_model:
+        # Here model.name is the reranker: falling back to it would embed with a cross-encoder's weights.
+        raise ConfigError(f"task rerank_eval with rerank.first_stage={rc.first_stage!r} needs "
+                          "rerank.first_stage_model (e.g. minilm or a fine-tuned bi-encoder folder)")
     show = accelerator.is_main_process
     test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
     runs, timings = first_stage_runs(cfg, {cfg.data.eval_split: test}, show)
