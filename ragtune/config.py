@@ -161,6 +161,55 @@ class RerankConfig:
 
 
 @dataclass(frozen=True)
+class SynthConfig:
+    """Synthetic query generation (ragtune/synth.py, experiments/synth.py)."""
+
+    generator: str = "smollm2"  # alias (ragtune/models/generator.py) or a local HF folder
+    chunk_size: int = 256  # generator tokens per passage
+    chunk_overlap: int = 32
+    queries_per_chunk: int = 1
+    max_new_tokens: int = 32
+    do_sample: bool = True
+    temperature: float = 0.7
+    top_p: float = 0.9
+    batch_size: int = 8  # prompts per generate() call
+    max_docs: int = 0  # > 0: a seeded random subset of the corpus (chosen without looking at any qrels)
+    max_chunks_per_doc: int = 0  # > 0: only a document's first chunks (the first holds the title)
+    max_chunks: int = 0  # > 0: stop after this many chunks (in the shuffled document order)
+    min_words: int = 3  # shorter generations are dropped
+    filter_top_k: int = 20  # keep a query iff the retriever ranks its source document in the top k; 0 = no filter
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Generator LoRA + instruction tuning (task 'generator', ragtune/grounded.py)."""
+
+    name: str = "smollm2"  # alias (ragtune/models/generator.py) or a local HF causal-LM folder
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_layers: int = 0  # > 0: LoRA on the top n decoder layers only; backward then stops below them
+    merge: bool = False  # export also writes the merged full model to <output_dir>/merged
+    k_passages: int = 4  # passages per prompt, ids [1]..[k] in shuffled order
+    passage_tokens: int = 40  # each passage (title + text) cut to this many generator tokens
+    no_gold_share: float = 0.3  # share of examples with no gold passage -> abstention target
+    negatives: str = "bm25"  # bm25 (cheap) | dense (zero-shot encoder model.name, cached corpus embeddings)
+    negatives_depth: int = 10  # negatives are drawn from the top-n non-gold candidates
+    max_gold: int = 2  # gold passages shown at most (claims with more keep the first by id)
+    max_length: int = 512  # prompt + answer tokens; longer records are an error, not a silent cut
+    max_new_tokens: int = 16  # the abstention sentence is 8 tokens with SmolLM2's tokenizer
+    train_max_examples: int = 0  # > 0: cap the training records (CPU budget)
+    dev_max_examples: int = 40  # dev = held-out train claims, evaluated by generation
+    eval_max_examples: int = 200  # fixed seeded subset of test claims; 0 = all
+    eval_batch_size: int = 16
+    bucket_size: int = 8  # length bucketing window in batches; 0 = plain shuffle
+    system_prompt: str = "You answer strictly from the numbered passages."
+    query_first: bool = False  # the claim before the passages (a causal LM then reads them knowing the claim)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     task: str = "eval"  # see experiments/tasks/__init__.py for the list
     output_dir: str = "runs/default"
@@ -176,6 +225,8 @@ class ExperimentConfig:
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
 
 
 # ---------------------------------------------------------------- loading and overrides

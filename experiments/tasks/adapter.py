@@ -10,6 +10,9 @@ embedding-adapters report, with triplet margin 1.0), `hard` ones sampled from th
 own top-`hard_top_k` for the query with its positives removed, or `none` (in-batch only). Any loss
 in LOSSES runs: embedding kind (info_nce: the other queries' documents are in-batch negatives),
 triplet kind (own negatives only), score kind (on grouped scores / temperature).
+
+With `data.train_file` (e.g. synthetic pairs from experiments/synth.py) its (qid, query, pos_id)
+records replace the train split's queries and qrels, and dev holds out whole positive documents.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from torch.utils.data import DataLoader
 from experiments.tasks import TaskParts
 from ragtune.cache import cached_encode
 from ragtune.config import ConfigError
-from ragtune.data.beir import load_beir
+from ragtune.data.beir import DataError, load_beir
+from ragtune.data.pairs import TrainRecord, load_records
 from ragtune.evaluation import corpus_texts
 from ragtune.losses import LOSS_KINDS, LOSSES, grouped_scores
 from ragtune.metrics import evaluate
@@ -62,6 +66,33 @@ def split_train_dev(query_ids: list[str], dev_fraction: float, seed: int) -> tup
     order = np.random.default_rng(seed).permutation(len(query_ids))
     n_dev = max(1, round(dev_fraction * len(query_ids)))
     return [query_ids[i] for i in sorted(order[n_dev:])], [query_ids[i] for i in sorted(order[:n_dev])]
+
+
+def split_by_positive_doc(query_ids: list[str], qrels: dict[str, dict[str, int]], dev_fraction: float,
+                          seed: int) -> tuple[list[str], list[str]]:
+    """Dev = the queries of a seeded fraction of the positive documents, so no dev positive is a train one.
+
+    For data.train_file (synthetic pairs: several queries per source document) a per-query split
+    would put a document's other queries in train, and dev would reward memorising those documents.
+    """
+    _, dev_docs = split_train_dev(sorted({d for q in query_ids for d in qrels[q]}), dev_fraction, seed)
+    dev_docs = set(dev_docs)
+    return ([q for q in query_ids if not dev_docs & set(qrels[q])],
+            [q for q in query_ids if dev_docs & set(qrels[q])])
+
+
+def queries_from_records(records: list[TrainRecord], doc_index: dict[str, int],
+                         path: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """data.train_file records -> (queries, qrels) standing in for the train split's (e.g. synthetic pairs)."""
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for n, r in enumerate(records, 1):
+        if not r.qid or r.pos_id not in doc_index:
+            raise DataError(f"{path}: record {n} needs a qid and a pos_id from the corpus (got qid={r.qid!r}, "
+                            f"pos_id={r.pos_id!r}): the adapter trains on cached corpus embeddings")
+        queries[r.qid] = r.query
+        qrels.setdefault(r.qid, {})[r.pos_id] = 1
+    return queries, qrels
 
 
 def hard_negative_pool(q_emb: torch.Tensor, d_emb: torch.Tensor, positives: list[list[int]],
@@ -132,8 +163,12 @@ def build(cfg, accelerator) -> TaskParts:
     encoder = Encoder.from_config(cfg.model).to(accelerator.device)
     cache_dir, bs = cfg.eval.cache_dir or None, cfg.eval.batch_size
     d_emb = cached_encode(encoder, texts, "doc", cache_dir, bs, show)
-    train_qids = list(train_set.queries)  # all train queries in one entry, so dev_fraction never re-embeds
-    train_q = cached_encode(encoder, [train_set.queries[q] for q in train_qids], "query", cache_dir, bs, show)
+    train_queries, train_qrels = train_set.queries, train_set.qrels
+    if cfg.data.train_file:  # its queries replace the split's; dev is held out of them, never from qrels
+        train_queries, train_qrels = queries_from_records(load_records(cfg.data.train_file), doc_index,
+                                                          cfg.data.train_file)
+    train_qids = list(train_queries)  # all train queries in one entry, so dev_fraction never re-embeds
+    train_q = cached_encode(encoder, [train_queries[q] for q in train_qids], "query", cache_dir, bs, show)
     eval_qids = list(eval_set.queries)
     eval_q = cached_encode(encoder, [eval_set.queries[q] for q in eval_qids], "query", cache_dir, bs, show)
     del encoder  # from here on nothing runs the encoder
@@ -145,14 +180,15 @@ def build(cfg, accelerator) -> TaskParts:
 
     device = accelerator.device
     d_emb = torch.from_numpy(d_emb).to(device)  # (N, H)
-    fit_qids, dev_qids = split_train_dev(train_qids, cfg.data.dev_fraction, cfg.seed)
+    fit_qids, dev_qids = split_by_positive_doc(train_qids, train_qrels, cfg.data.dev_fraction, cfg.seed) \
+        if cfg.data.train_file else split_train_dev(train_qids, cfg.data.dev_fraction, cfg.seed)
     row = {q: i for i, q in enumerate(train_qids)}
     fit_q = torch.from_numpy(train_q[[row[q] for q in fit_qids]]).to(device)  # (Qt, H)
-    positives = [[doc_index[d] for d, g in train_set.qrels[q].items() if g >= 1] for q in fit_qids]
+    positives = [[doc_index[d] for d, g in train_qrels[q].items() if g >= 1] for q in fit_qids]
     keep = [i for i, p in enumerate(positives) if p]  # a query without a relevant doc cannot train
     splits = {
         "dev": (torch.from_numpy(train_q[[row[q] for q in dev_qids]]).to(device), dev_qids,
-                {q: train_set.qrels[q] for q in dev_qids}),
+                {q: train_qrels[q] for q in dev_qids}),
         cfg.data.eval_split: (torch.from_numpy(eval_q).to(device), eval_qids, eval_set.qrels),
     }
     # Eval queries none of whose relevant docs is a training positive: on SciFact many test positives
