@@ -24,6 +24,7 @@ TASKS = {
     "biencoder": "experiments.tasks.biencoder",  # fine-tune a shared-weights bi-encoder
     "bm25": "experiments.tasks.bm25",  # BM25 first stage, evaluation only
     "hybrid": "experiments.tasks.hybrid",  # BM25 + dense fusion first stage, evaluation only
+    "generator": "experiments.tasks.generator",  # LoRA instruction tuning of a causal LM, grounded answers
 }
 
 

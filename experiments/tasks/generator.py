@@ -1,0 +1,166 @@
+"""Generator LoRA + instruction tuning on the grounded SciFact task (ragtune/grounded.py).
+
+Train records are written from train claims to <output_dir>/train_records.jsonl (or read from
+data.train_file) and go through the records reader; dev = grounded examples of held-out train
+claims; the eval split (test) is a fixed seeded subset of its claims. The loss is next-token
+cross-entropy on answer tokens only. evaluate = greedy batched generation (left padding) ->
+citation accuracy / abstention precision and recall. The LoRA starts at B = 0, so the
+`baseline/` rows are exactly the base model; `final/` rows are base + LoRA.
+export = the adapter, the peft way, in <output_dir>/model (and the merged model when generator.merge).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from experiments.tasks import TaskParts
+from ragtune.bm25 import BM25Index, bm25_candidates
+from ragtune.config import ConfigError
+from ragtune.data.beir import BeirDataset, load_beir
+from ragtune.data.instruct import (
+    LengthBucketSampler,
+    answer_loss,
+    collate_left,
+    encode_record,
+    load_instruct_records,
+    prompt_ids,
+    write_instruct_records,
+)
+from ragtune.data.pairs import split_queries
+from ragtune.grounded import INSTRUCTION, GroundedExample, build_examples, grounded_metrics
+from ragtune.models.generator import add_lora, load_generator, merge_lora, save_adapter, trainable_parameters
+
+
+def first_stage(cfg, train: BeirDataset, test: BeirDataset, depth: int) -> dict[str, dict[str, float]]:
+    """Ranked non-gold candidates per claim (train and test queries), from BM25 or the dense model."""
+    queries = {**train.queries, **test.queries}
+    positives = {q: list({**train.qrels, **test.qrels}[q]) for q in queries}
+    if cfg.generator.negatives == "bm25":
+        return bm25_candidates(BM25Index.from_corpus(train.corpus), queries, depth, exclude=positives)
+    if cfg.generator.negatives == "dense":
+        from ragtune.cache import cached_encode
+        from ragtune.models.encoder import Encoder
+        from ragtune.retrieval import dense_search
+
+        encoder = Encoder.from_config(cfg.model)
+        doc_ids = list(train.corpus)  # same order as ragtune/evaluation.py: its cached embeddings are reused
+        texts = [train.corpus[d].full_text() for d in doc_ids]
+        d_emb = cached_encode(encoder, texts, "doc", cfg.eval.cache_dir or None)
+        qids = list(queries)
+        q_emb = encoder.encode([queries[q] for q in qids], kind="query")
+        run = dense_search(q_emb, d_emb, qids, doc_ids, top_k=depth + max(map(len, positives.values())))
+        return {q: dict([(d, s) for d, s in docs.items() if d not in positives[q]][:depth]) for q, docs in run.items()}
+    raise ConfigError(f"generator.negatives='{cfg.generator.negatives}': choose bm25 or dense")
+
+
+def build(cfg, accelerator) -> TaskParts:
+    g = cfg.generator
+    root = cfg.data.data_root or None
+    train = load_beir(cfg.data.dataset, cfg.data.train_split, root)
+    test = load_beir(cfg.data.dataset, cfg.data.eval_split, root)
+    base, tokenizer = load_generator(g.name, cfg.eval.cache_dir or None)
+    model = add_lora(base, g).to(accelerator.device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out = Path(cfg.output_dir)
+
+    candidates = first_stage(cfg, train, test, g.negatives_depth + 10)
+    split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
+    common = dict(k=g.k_passages, passage_tokens=g.passage_tokens, no_gold_share=g.no_gold_share, seed=cfg.seed,
+                  max_gold=g.max_gold, negatives_depth=g.negatives_depth)
+    examples: dict[str, list[GroundedExample]] = {
+        "dev": build_examples(train, candidates, tokenizer, qids=sorted(split.dev_qids),
+                              max_examples=g.dev_max_examples, **common),
+        test.split: build_examples(test, candidates, tokenizer, max_examples=g.eval_max_examples, **common),
+    }
+    if cfg.data.train_file:
+        records = load_instruct_records(cfg.data.train_file)
+    else:
+        train_examples = build_examples(train, candidates, tokenizer, qids=sorted(split.train_qids),
+                                        max_examples=g.train_max_examples, **common)
+        records = load_instruct_records(write_instruct_records([e.record() for e in train_examples],
+                                                               out / "train_records.jsonl"))
+    for name, exs in examples.items():  # the exact evaluation inputs, kept with the run
+        write_instruct_records([e.record() for e in exs], out / f"{name}_records.jsonl")
+
+    encoded = [encode_record(tokenizer, r, g.system_prompt, INSTRUCTION, g.max_length, g.query_first) for r in records]
+    sampler = LengthBucketSampler([len(ids) for ids, _ in encoded], cfg.train.batch_size, cfg.seed, g.bucket_size)
+    loader = DataLoader(encoded, batch_sampler=sampler, collate_fn=lambda b: collate_left(b, pad_id))
+    parts = TaskParts(model=model, evaluate=None, eval_splits=[test.split], train_loader=loader)
+    parts.timings.update(train_tokens=0, train_answer_tokens=0)
+
+    def step_fn(model, batch):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       logits_to_keep=batch["keep"]).logits  # (B, keep, V): only answer positions
+        loss = answer_loss(logits, batch["labels"])
+        answer_tokens = int((batch["labels"] != -100).sum())
+        parts.timings["train_tokens"] += int(batch["attention_mask"].sum())
+        parts.timings["train_answer_tokens"] += answer_tokens
+        return loss, {"answer_tokens": answer_tokens, "seq_len": batch["input_ids"].shape[1]}
+
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() \
+        else tokenizer.eos_token_id
+
+    @torch.inference_mode()
+    def generate(model, exs: list[GroundedExample], desc: str) -> list[str]:
+        """Greedy answers, batched by prompt length with left padding; input order kept."""
+        was_training = model.training
+        model.eval()
+        prompts = [prompt_ids(tokenizer, e.record(), g.system_prompt, INSTRUCTION, g.query_first) for e in exs]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        outputs = [""] * len(prompts)
+        device = next(model.parameters()).device
+        for s in tqdm(range(0, len(order), g.eval_batch_size), desc=desc, disable=not accelerator.is_main_process):
+            idx = order[s:s + g.eval_batch_size]
+            batch = collate_left([(prompts[i], prompts[i]) for i in idx], pad_id)
+            length = batch["input_ids"].shape[1]
+            new = model.generate(input_ids=batch["input_ids"].to(device),
+                                 attention_mask=batch["attention_mask"].to(device), max_new_tokens=g.max_new_tokens,
+                                 do_sample=False, eos_token_id=end_id, pad_token_id=pad_id)[:, length:]  # (B, new)
+            for i, row in zip(idx, new.tolist(), strict=True):
+                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
+        model.train(was_training)
+        return outputs
+
+    calls = {"n": 0}
+
+    def evaluate(model, split_name: str) -> dict[str, float]:
+        exs = examples[split_name]
+        start = time.perf_counter()
+        outputs = generate(model, exs, f"generate {split_name}")
+        seconds = time.perf_counter() - start
+        calls["n"] += 1
+        if accelerator.is_main_process:  # every evaluation's answers, for inspection
+            pred_dir = out / "predictions"
+            pred_dir.mkdir(parents=True, exist_ok=True)
+            (pred_dir / f"{calls['n']:02d}-{split_name}.jsonl").write_text("".join(
+                json.dumps({"qid": e.qid, "target": e.target, "output": o}) + "\n"
+                for e, o in zip(exs, outputs, strict=True)))
+        if split_name != "dev":
+            parts.timings[f"generate_{split_name}_seconds_{calls['n']:02d}"] = seconds
+            parts.timings[f"generate_{split_name}_examples"] = len(exs)
+        return grounded_metrics(exs, outputs)
+
+    def export(model, path: Path) -> None:
+        save_adapter(model, path)
+        tokenizer.save_pretrained(path)
+        if g.merge:
+            merged = merge_lora(model)
+            merged.save_pretrained(path.parent / "merged")
+            tokenizer.save_pretrained(path.parent / "merged")
+
+    trainable, total = trainable_parameters(model)
+    parts.timings.update(trainable_params=trainable, total_params=total)
+    if accelerator.is_main_process:
+        n_abstain = sum(r.answer.startswith("Information") for r in records)
+        lengths = sorted(len(ids) for ids, _ in encoded)
+        print(f"train records {len(records)} ({n_abstain} abstain), dev {len(examples['dev'])}, "
+              f"{test.split} {len(examples[test.split])}; tokens/record median {lengths[len(lengths) // 2]} "
+              f"max {lengths[-1]}; LoRA trains {trainable:,} of {total:,} params; {len(sampler)} batches/epoch")
+    parts.evaluate, parts.step_fn, parts.export = evaluate, step_fn, export
+    return parts

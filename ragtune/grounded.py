@@ -1,0 +1,135 @@
+"""A grounded-answer task built from a BEIR dataset with qrels (SciFact), measurable without gold answers.
+
+Each example shows a claim and k passages numbered [1]..[k] in shuffled order: the claim's
+gold passages (qrels) mixed with hard negatives from a first stage (BM25 or dense), or, for
+a seeded share of the claims, negatives only. The target is the gold id(s), e.g. "[2]" or
+"[1] [3]", or exactly ABSTAIN. Everything is a function of (seed, qid): rebuilding gives the
+same examples.
+
+Metrics over parsed predictions (`parse_answer`):
+    citation_accuracy     = #answerable with predicted id set == gold id set / #answerable
+    abstention_precision  = #(predicted abstain and no gold shown) / #predicted abstain  (0 if none)
+    abstention_recall     = #(predicted abstain and no gold shown) / #no-gold examples
+    exact_match           = #(stripped output == target string) / #examples
+    valid_format          = share of outputs that are ids only or the abstention sentence
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ragtune.data.beir import BeirDataset
+from ragtune.data.instruct import InstructRecord
+
+ABSTAIN = "Information not available in the provided context."
+INSTRUCTION = ("Which passages support the claim? Answer only with their ids, e.g. [2] or [1] [3]. "
+               f"If no passage supports it, answer exactly: {ABSTAIN}")
+_ID = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class GroundedExample:
+    qid: str
+    claim: str
+    passages: tuple[str, ...]
+    doc_ids: tuple[str, ...]  # corpus ids behind [1]..[k]
+    gold: tuple[int, ...]  # 1-based ids of the gold passages shown; () -> abstain
+
+    @property
+    def target(self) -> str:
+        return " ".join(f"[{i}]" for i in self.gold) if self.gold else ABSTAIN
+
+    def record(self) -> InstructRecord:
+        return InstructRecord(query=f"Claim: {self.claim}", contexts=self.passages, answer=self.target, id=self.qid)
+
+
+def cut_to_tokens(tokenizer, text: str, budget: int) -> str:
+    """The first `budget` tokens of text, decoded (so every passage costs the prompt the same)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[:budget]).strip() if len(ids) > budget else text.strip()
+
+
+def build_examples(dataset: BeirDataset, candidates: Mapping[str, Mapping[str, float]], tokenizer, *, k: int,
+                   passage_tokens: int, no_gold_share: float, seed: int, qids: list[str] | None = None,
+                   max_examples: int = 0, max_gold: int = 2, negatives_depth: int = 10) -> list[GroundedExample]:
+    """Grounded examples for `qids` (default: every query with qrels), deterministic in `seed`.
+
+    candidates[qid]: a ranked first-stage run (best first); gold docs in it are skipped, and the
+    negatives are sampled from the top `negatives_depth` of what remains (hard, not only the top),
+    topped up with random non-gold corpus docs when the run is shorter than needed.
+    The seeded shuffle of qids is cut to max_examples first, and exactly round(share * n) of
+    the kept claims get no gold passage.
+    """
+    if not 0.0 <= no_gold_share <= 1.0:
+        raise ValueError(f"no_gold_share must be in [0, 1], got {no_gold_share}")
+    if k < 1 or max_gold < 1 or max_gold > k:
+        raise ValueError(f"need 1 <= max_gold <= k, got max_gold={max_gold}, k={k}")
+    order = sorted(qids if qids is not None else dataset.qrels)
+    random.Random(seed).shuffle(order)
+    if max_examples > 0:
+        order = order[:max_examples]
+    n_abstain = round(no_gold_share * len(order))
+    examples = []
+    for n, qid in enumerate(order):
+        rng = random.Random(f"{seed}-{qid}")
+        gold_docs = sorted(d for d, grade in dataset.qrels.get(qid, {}).items() if grade > 0)
+        if not gold_docs:
+            raise ValueError(f"query {qid} has no positive qrels; grounded examples need them")
+        shown_gold = [] if n < n_abstain else gold_docs[:max_gold]
+        pool = [d for d in candidates.get(qid, {}) if d not in set(gold_docs)][:max(negatives_depth, k)]
+        need = k - len(shown_gold)
+        if len(pool) < need:  # BM25 scores only docs sharing a term: top up with random corpus docs
+            rest = sorted(set(dataset.corpus) - set(gold_docs) - set(pool))
+            if len(rest) < need - len(pool):
+                raise ValueError(f"query {qid}: the corpus has too few non-gold documents for k={k}")
+            pool += rng.sample(rest, need - len(pool))
+        docs = shown_gold + rng.sample(pool, need)
+        rng.shuffle(docs)
+        passages = tuple(cut_to_tokens(tokenizer, dataset.corpus[d].full_text(), passage_tokens) for d in docs)
+        gold = tuple(sorted(i + 1 for i, d in enumerate(docs) if d in shown_gold))
+        examples.append(GroundedExample(qid, dataset.queries[qid], passages, tuple(docs), gold))
+    return examples
+
+
+@dataclass(frozen=True)
+class Parsed:
+    abstain: bool
+    ids: frozenset[int]
+    valid: bool  # ids only, or the abstention sentence
+
+
+def parse_answer(text: str) -> Parsed:
+    """'[2] [3]' -> ids {2, 3}; a text starting with the abstention sentence -> abstain.
+
+    Lenient on case, a missing final period and surrounding whitespace; anything else that
+    carries ids counts by its ids but is marked invalid.
+    """
+    stripped = text.strip()
+    if stripped.lower().rstrip(".").startswith(ABSTAIN.lower().rstrip(".")):
+        return Parsed(True, frozenset(), stripped.rstrip(".") == ABSTAIN.rstrip("."))
+    ids = frozenset(int(m) for m in _ID.findall(stripped))
+    valid = re.fullmatch(r"(\[\d+\][\s,]*)+", stripped) is not None
+    return Parsed(False, ids, valid)
+
+
+def grounded_metrics(examples: list[GroundedExample], outputs: list[str]) -> dict[str, float]:
+    """Citation accuracy, abstention precision/recall, exact match, valid format (see module doc)."""
+    if len(examples) != len(outputs):
+        raise ValueError(f"{len(examples)} examples but {len(outputs)} outputs")
+    parsed = [parse_answer(o) for o in outputs]
+    answerable = [(e, p) for e, p in zip(examples, parsed, strict=True) if e.gold]
+    no_gold = len(examples) - len(answerable)
+    predicted_abstain = sum(p.abstain for p in parsed)
+    correct_abstain = sum(p.abstain for e, p in zip(examples, parsed, strict=True) if not e.gold)
+    return {
+        "citation_accuracy": sum(not p.abstain and p.ids == frozenset(e.gold) for e, p in answerable)
+        / max(1, len(answerable)),
+        "abstention_precision": correct_abstain / predicted_abstain if predicted_abstain else 0.0,
+        "abstention_recall": correct_abstain / no_gold if no_gold else 0.0,
+        "exact_match": sum(o.strip() == e.target for e, o in zip(examples, outputs, strict=True))
+        / max(1, len(examples)),
+        "valid_format": sum(p.valid for p in parsed) / max(1, len(parsed)),
+    }
