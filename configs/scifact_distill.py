@@ -33,7 +33,7 @@ def get_config() -> ExperimentConfig:
         train=TrainConfig(epochs=1, max_steps=40, batch_size=16),  # 40 x 16 queries x 4 docs: ~12 min on 2 cores
         eval=EvalConfig(k_values=(1, 10, 100), dev_pool_top_k=20),
         log=LogConfig(wandb="disabled"),
-        rerank=RerankConfig(teacher_model="runs/scifact_reranker_e2/model", first_stage="dense",
+        rerank=RerankConfig(teacher_model="runs/scifact_reranker/model", first_stage="dense",
                             first_stage_model="minilm",
                             group_size=4, hard_fraction=0.67, hard_depth=50, batch_size=64),
     )
