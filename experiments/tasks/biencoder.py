@@ -83,6 +83,23 @@ def dev_pool(encoder: Encoder, train: BeirDataset, dev_qids, cfg) -> BeirDataset
     return candidate_pool(encoder, dev, cfg.eval.dev_pool_top_k, cfg.eval, split="dev")
 
 
+def dev_split(records: list, train: BeirDataset, dev_fraction: float, seed: int) -> tuple[BeirDataset, set[str]]:
+    """(dataset the dev queries come from, dev query ids).
+
+    Records whose queries are the train split's (qrels pairs, mined negatives) hold out a seeded
+    fraction of the split's queries. A file whose queries are not the split's (synthetic pairs)
+    holds dev out of the file itself, by source document, so no human label selects the checkpoint
+    and no dev document is a training positive.
+    """
+    if not records or any(r.qid in train.qrels for r in records):
+        return train, set(split_queries(list(train.qrels), dev_fraction, seed).dev_qids)
+    from experiments.tasks.adapter import queries_from_records, split_by_positive_doc
+
+    queries, qrels = queries_from_records(records, train.corpus, "data.train_file")
+    _, dev_qids = split_by_positive_doc(list(queries), qrels, dev_fraction, seed)
+    return dataclasses.replace(train, queries=queries, qrels=qrels), set(dev_qids)
+
+
 def training_file(cfg, accelerator) -> str:
     """data.train_file, or hard negatives mined now (mining.source) into <output_dir>/mined.jsonl."""
     if cfg.data.train_file:
@@ -108,11 +125,11 @@ def build(cfg, accelerator) -> TaskParts:
     test = load_beir(cfg.data.dataset, cfg.data.eval_split, root)
     if cfg.eval.test_pool_top_k > 0:  # pooled test: cheap for sweeps, labelled '<split>-pool<k>' in results
         test = candidate_pool(encoder, test, cfg.eval.test_pool_top_k, cfg.eval)
-    split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
     records = load_records(training_file(cfg, accelerator)) if (cfg.data.train_file or cfg.mining.source) \
         else records_from_qrels(train)
-    records = [r for r in records if r.qid not in split.dev_qids]  # dev queries never train
-    dev = dev_pool(encoder, train, split.dev_qids, cfg) if split.dev_qids else None
+    dev_source, dev_qids = dev_split(records, train, cfg.data.dev_fraction, cfg.seed)
+    records = [r for r in records if r.qid not in dev_qids]  # dev queries never train
+    dev = dev_pool(encoder, dev_source, dev_qids, cfg) if dev_qids else None
 
     collate = GroupCollator(encoder.tokenize, cfg.data.num_negatives, cfg.seed)
     sampler = UniquePositiveBatchSampler(records, cfg.train.batch_size, cfg.seed, drop_last=True)
@@ -142,7 +159,7 @@ def build(cfg, accelerator) -> TaskParts:
         return result.metrics
 
     if accelerator.is_main_process:
-        print(f"train records {len(records)} ({len(split.train_qids)} queries), dev queries {len(split.dev_qids)} "
+        print(f"train records {len(records)} ({len({r.qid for r in records})} queries), dev queries {len(dev_qids)} "
               f"over a pool of {len(dev.corpus) if dev else 0} docs, group size {group_size}, "
               f"{len(sampler)} batches/epoch")
     return TaskParts(model=model, evaluate=evaluate, eval_splits=[test.split], train_loader=loader,

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from experiments.tasks.biencoder import dev_split
+from ragtune.data.beir import BeirDataset, Doc
+from ragtune.data.pairs import TrainRecord, split_queries
+
+CORPUS = {f"d{i}": Doc(title="", text=f"doc {i}") for i in range(10)}
+TRAIN = BeirDataset(name="t", split="train", corpus=CORPUS,
+                    queries={f"q{i}": f"query {i}" for i in range(10)},
+                    qrels={f"q{i}": {f"d{i}": 1} for i in range(10)})
+
+
+def test_records_from_the_split_hold_out_split_queries():
+    records = [TrainRecord(query="query 1", pos="doc 1", qid="q1", pos_id="d1")]
+    source, dev = dev_split(records, TRAIN, 0.2, seed=3)
+    assert source is TRAIN
+    assert dev == set(split_queries(list(TRAIN.qrels), 0.2, 3).dev_qids) and len(dev) == 2
+
+
+def test_synthetic_records_hold_out_whole_source_documents_from_the_file():
+    # two synthetic queries per document: a document's queries are all dev or all train
+    records = [TrainRecord(query=f"s{i}-{j}", pos=f"doc {i}", qid=f"s{i}-{j}", pos_id=f"d{i}")
+               for i in range(10) for j in range(2)]
+    source, dev = dev_split(records, TRAIN, 0.2, seed=3)
+    assert set(source.queries) == {r.qid for r in records}  # no human query anywhere
+    assert source.qrels["s4-1"] == {"d4": 1}
+    dev_docs = {next(iter(source.qrels[q])) for q in dev}
+    assert len(dev_docs) == 2 and len(dev) == 4
+    assert all((f"s{d[1:]}-0" in dev) and (f"s{d[1:]}-1" in dev) for d in dev_docs)
