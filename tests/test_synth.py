@@ -262,8 +262,8 @@ def get_config():
 
 
 def test_adapter_rejects_pairs_without_corpus_ids(tmp_path):
-    from experiments.tasks.adapter import queries_from_records
     from ragtune.data.beir import DataError
+    from ragtune.data.pairs import queries_from_records
 
     write_pairs(tmp_path / "p.jsonl", [{"qid": "s0", "query": "q", "pos": "p", "pos_id": "d1"},
                                        {"qid": "s1", "query": "q2", "pos": "p", "pos_id": "nope"}])
@@ -274,7 +274,7 @@ def test_adapter_rejects_pairs_without_corpus_ids(tmp_path):
 
 
 def test_adapter_dev_from_train_file_holds_out_whole_documents():
-    from experiments.tasks.adapter import split_by_positive_doc
+    from ragtune.data.pairs import split_by_positive_doc
 
     qrels = {f"q{i}": {f"d{i % 5}": 1} for i in range(20)}  # 4 queries per document
     fit, dev = split_by_positive_doc(list(qrels), qrels, 0.4, seed=0)

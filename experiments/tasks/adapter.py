@@ -21,7 +21,6 @@ import inspect
 import math
 import time
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -29,8 +28,8 @@ from torch.utils.data import DataLoader
 from experiments.tasks import TaskParts
 from ragtune.cache import cached_encode
 from ragtune.config import ConfigError
-from ragtune.data.beir import DataError, load_beir
-from ragtune.data.pairs import TrainRecord, load_records
+from ragtune.data.beir import load_beir
+from ragtune.data.pairs import load_records, queries_from_records, seeded_holdout, split_by_positive_doc
 from ragtune.evaluation import corpus_texts
 from ragtune.losses import LOSS_KINDS, LOSSES, grouped_scores
 from ragtune.metrics import evaluate
@@ -61,38 +60,13 @@ class AdapterModel(nn.Module):
 
 def split_train_dev(query_ids: list[str], dev_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Seeded split of the train queries; dev drives checkpoint selection, test is never seen."""
+    check_dev_fraction(dev_fraction)
+    return seeded_holdout(query_ids, dev_fraction, seed)
+
+
+def check_dev_fraction(dev_fraction: float) -> None:
     if not 0 < dev_fraction < 1:
         raise ConfigError(f"data.dev_fraction={dev_fraction}: the adapter task needs a dev split in (0, 1)")
-    order = np.random.default_rng(seed).permutation(len(query_ids))
-    n_dev = max(1, round(dev_fraction * len(query_ids)))
-    return [query_ids[i] for i in sorted(order[n_dev:])], [query_ids[i] for i in sorted(order[:n_dev])]
-
-
-def split_by_positive_doc(query_ids: list[str], qrels: dict[str, dict[str, int]], dev_fraction: float,
-                          seed: int) -> tuple[list[str], list[str]]:
-    """Dev = the queries of a seeded fraction of the positive documents, so no dev positive is a train one.
-
-    For data.train_file (synthetic pairs: several queries per source document) a per-query split
-    would put a document's other queries in train, and dev would reward memorising those documents.
-    """
-    _, dev_docs = split_train_dev(sorted({d for q in query_ids for d in qrels[q]}), dev_fraction, seed)
-    dev_docs = set(dev_docs)
-    return ([q for q in query_ids if not dev_docs & set(qrels[q])],
-            [q for q in query_ids if dev_docs & set(qrels[q])])
-
-
-def queries_from_records(records: list[TrainRecord], doc_index: dict[str, int],
-                         path: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    """data.train_file records -> (queries, qrels) standing in for the train split's (e.g. synthetic pairs)."""
-    queries: dict[str, str] = {}
-    qrels: dict[str, dict[str, int]] = {}
-    for n, r in enumerate(records, 1):
-        if not r.qid or r.pos_id not in doc_index:
-            raise DataError(f"{path}: record {n} needs a qid and a pos_id from the corpus (got qid={r.qid!r}, "
-                            f"pos_id={r.pos_id!r}): the adapter trains on cached corpus embeddings")
-        queries[r.qid] = r.query
-        qrels.setdefault(r.qid, {})[r.pos_id] = 1
-    return queries, qrels
 
 
 def hard_negative_pool(q_emb: torch.Tensor, d_emb: torch.Tensor, positives: list[list[int]],
@@ -180,6 +154,7 @@ def build(cfg, accelerator) -> TaskParts:
 
     device = accelerator.device
     d_emb = torch.from_numpy(d_emb).to(device)  # (N, H)
+    check_dev_fraction(cfg.data.dev_fraction)
     fit_qids, dev_qids = split_by_positive_doc(train_qids, train_qrels, cfg.data.dev_fraction, cfg.seed) \
         if cfg.data.train_file else split_train_dev(train_qids, cfg.data.dev_fraction, cfg.seed)
     row = {q: i for i, q in enumerate(train_qids)}

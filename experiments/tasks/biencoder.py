@@ -19,7 +19,13 @@ from experiments.tasks import TaskParts
 from ragtune.config import ConfigError
 from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler
-from ragtune.data.pairs import load_records, records_from_qrels, split_queries
+from ragtune.data.pairs import (
+    load_records,
+    queries_from_records,
+    records_from_qrels,
+    split_by_positive_doc,
+    split_queries,
+)
 from ragtune.distributed import gather_with_grad, local_target_offset, world_size
 from ragtune.evaluation import candidate_pool, evaluate_dense
 from ragtune.export import export_sentence_transformers
@@ -93,8 +99,6 @@ def dev_split(records: list, train: BeirDataset, dev_fraction: float, seed: int)
     """
     if not records or any(r.qid in train.qrels for r in records):
         return train, set(split_queries(list(train.qrels), dev_fraction, seed).dev_qids)
-    from experiments.tasks.adapter import queries_from_records, split_by_positive_doc
-
     queries, qrels = queries_from_records(records, train.corpus, "data.train_file")
     _, dev_qids = split_by_positive_doc(list(queries), qrels, dev_fraction, seed)
     return dataclasses.replace(train, queries=queries, qrels=qrels), set(dev_qids)

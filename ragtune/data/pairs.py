@@ -14,6 +14,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ragtune.data.beir import BeirDataset, DataError, read_jsonl
 
 
@@ -78,3 +80,44 @@ def split_queries(qids: list[str], dev_fraction: float, seed: int) -> DevSplit:
     random.Random(seed).shuffle(ordered)
     n_dev = round(len(ordered) * dev_fraction)
     return DevSplit(train_qids=frozenset(ordered[n_dev:]), dev_qids=frozenset(ordered[:n_dev]))
+
+
+def seeded_holdout(items: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(kept, held out): a seeded `fraction` of `items` (at least one when fraction > 0), input order kept."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"a held-out fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return list(items), []
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_held = max(1, round(fraction * len(items)))
+    return [items[i] for i in sorted(order[n_held:])], [items[i] for i in sorted(order[:n_held])]
+
+
+def split_by_positive_doc(query_ids: list[str], qrels: dict[str, dict[str, int]], dev_fraction: float,
+                          seed: int) -> tuple[list[str], list[str]]:
+    """(train, dev) query ids: dev = the queries of a seeded fraction of the positive documents.
+
+    For a train file of synthetic pairs (several queries per source document) a per-query split
+    would put a document's other queries in train, and dev would reward memorising those documents.
+    """
+    _, dev_docs = seeded_holdout(sorted({d for q in query_ids for d in qrels[q]}), dev_fraction, seed)
+    dev_docs = set(dev_docs)
+    return ([q for q in query_ids if not dev_docs & set(qrels[q])],
+            [q for q in query_ids if dev_docs & set(qrels[q])])
+
+
+def queries_from_records(records: list[TrainRecord], corpus_ids, path: str
+                         ) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Train-file records -> (queries, qrels) standing in for a split's (e.g. synthetic pairs).
+
+    `corpus_ids` is anything supporting `in` over the corpus doc ids (a dict or a set).
+    """
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for n, r in enumerate(records, 1):
+        if not r.qid or r.pos_id not in corpus_ids:
+            raise DataError(f"{path}: record {n} needs a qid and a pos_id from the corpus (got qid={r.qid!r}, "
+                            f"pos_id={r.pos_id!r}): training on it needs the positive's corpus id")
+        queries[r.qid] = r.query
+        qrels.setdefault(r.qid, {})[r.pos_id] = 1
+    return queries, qrels

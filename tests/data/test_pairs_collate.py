@@ -88,3 +88,19 @@ def test_collator_refuses_records_without_negatives():
     collate = GroupCollator(lambda texts, kind: {}, num_negatives=1)
     with pytest.raises(ValueError, match="has no negatives"):
         collate([(TrainRecord(query="q", pos="p", qid="7"), 0)])
+
+
+def test_seeded_holdout_sizes_order_and_bounds():
+    import pytest
+
+    from ragtune.data.pairs import seeded_holdout
+
+    items = [f"x{i}" for i in range(10)]
+    assert seeded_holdout(items, 0.0, seed=1) == (items, [])  # no dev: everything trains
+    kept, held = seeded_holdout(items, 0.25, seed=1)
+    assert len(held) == 2 and sorted(kept + held) == sorted(items)  # round(2.5) = 2
+    assert kept == [x for x in items if x in kept] and held == [x for x in items if x in held]  # input order
+    assert seeded_holdout(items, 0.25, seed=1) == (kept, held)  # deterministic in the seed
+    assert len(seeded_holdout(items, 0.01, seed=1)[1]) == 1  # at least one when fraction > 0
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        seeded_holdout(items, 1.0, seed=1)

@@ -27,3 +27,4 @@ def test_synthetic_records_hold_out_whole_source_documents_from_the_file():
     dev_docs = {next(iter(source.qrels[q])) for q in dev}
     assert len(dev_docs) == 2 and len(dev) == 4
     assert all((f"s{d[1:]}-0" in dev) and (f"s{d[1:]}-1" in dev) for d in dev_docs)
+
