@@ -195,7 +195,7 @@ class GeneratorConfig:
     k_passages: int = 4  # passages per prompt, ids [1]..[k] in shuffled order
     passage_tokens: int = 40  # each passage (title + text) cut to this many generator tokens
     no_gold_share: float = 0.3  # share of examples with no gold passage -> abstention target
-    negatives: str = "bm25"  # bm25 (cheap) | dense (zero-shot encoder model.name, cached corpus embeddings)
+    negatives: str = "bm25"  # first stage for negatives: bm25 (cheap) | dense (model.name, cached embeddings) | hybrid
     negatives_depth: int = 10  # negatives are drawn from the top-n non-gold candidates
     max_gold: int = 2  # gold passages shown at most (claims with more keep the first by id)
     max_length: int = 512  # prompt + answer tokens; longer records are an error, not a silent cut

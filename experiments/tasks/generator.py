@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from experiments.tasks import TaskParts
-from ragtune.bm25 import BM25Index, bm25_candidates
 from ragtune.config import ConfigError
 from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.instruct import (
@@ -33,30 +32,27 @@ from ragtune.data.instruct import (
     write_instruct_records,
 )
 from ragtune.data.pairs import split_queries
+from ragtune.first_stage import KINDS as FIRST_STAGES
+from ragtune.first_stage import first_stage_run
 from ragtune.grounded import INSTRUCTION, GroundedExample, build_examples, grounded_metrics
+from ragtune.models.encoder import Encoder
 from ragtune.models.generator import add_lora, load_generator, merge_lora, save_adapter, trainable_parameters
 
 
 def first_stage(cfg, train: BeirDataset, test: BeirDataset, depth: int) -> dict[str, dict[str, float]]:
-    """Ranked non-gold candidates per claim (train and test queries), from BM25 or the dense model."""
-    queries = {**train.queries, **test.queries}
-    positives = {q: list({**train.qrels, **test.qrels}[q]) for q in queries}
-    if cfg.generator.negatives == "bm25":
-        return bm25_candidates(BM25Index.from_corpus(train.corpus), queries, depth, exclude=positives)
-    if cfg.generator.negatives == "dense":
-        from ragtune.cache import cached_encode
-        from ragtune.models.encoder import Encoder
-        from ragtune.retrieval import dense_search
-
-        encoder = Encoder.from_config(cfg.model)
-        doc_ids = list(train.corpus)  # same order as ragtune/evaluation.py: its cached embeddings are reused
-        texts = [train.corpus[d].full_text() for d in doc_ids]
-        d_emb = cached_encode(encoder, texts, "doc", cfg.eval.cache_dir or None)
-        qids = list(queries)
-        q_emb = encoder.encode([queries[q] for q in qids], kind="query")
-        run = dense_search(q_emb, d_emb, qids, doc_ids, top_k=depth + max(map(len, positives.values())))
-        return {q: dict([(d, s) for d, s in docs.items() if d not in positives[q]][:depth]) for q, docs in run.items()}
-    raise ConfigError(f"generator.negatives='{cfg.generator.negatives}': choose bm25 or dense")
+    """Top-`depth` non-gold candidates per claim of both splits, from ragtune/first_stage.py
+    (generator.negatives: bm25 | dense | hybrid; dense uses model.name and the embedding cache)."""
+    kind = cfg.generator.negatives
+    if kind not in FIRST_STAGES:
+        raise ConfigError(f"generator.negatives='{kind}': choose one of {FIRST_STAGES}")
+    encoder = Encoder.from_config(cfg.model) if kind != "bm25" else None
+    candidates = {}
+    for dataset in (train, test):
+        most_gold = max(map(len, dataset.qrels.values()), default=0)  # so `depth` remain after dropping gold
+        run, _ = first_stage_run(kind, dataset, cfg, encoder=encoder, top_k=depth + most_gold, show_progress=False)
+        for qid, docs in run.items():
+            candidates[qid] = dict([(d, s) for d, s in docs.items() if d not in dataset.qrels[qid]][:depth])
+    return candidates
 
 
 def build(cfg, accelerator) -> TaskParts:
