@@ -1,59 +1,68 @@
-"""Reload the run's exported adapter with peft.PeftModel.from_pretrained and check it reproduces the
-run's final greedy test outputs (same batches), and that merging gives the same logits.
+"""Reload a generator run's exported LoRA with peft.PeftModel.from_pretrained and check that it
+reproduces the run's final greedy test answers, and that merging it gives the same logits.
 
-    python experiments/verify_lora_reload.py runs/scifact_grounded_lora 1   # <run dir> <test batches>
+    python experiments/verify_lora_reload.py runs/scifact_grounded_lora
+
+The answers are regenerated with the task's own `greedy_answers` over the run's saved
+test_records.jsonl, so the batches are the ones the run evaluated.
 """
 
+from __future__ import annotations
+
+import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
-from peft import PeftModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python experiments/x.py` finds experiments.*
+from experiments.tasks.generator import greedy_answers
+from ragtune.config import ConfigError, config_from_dict
+from ragtune.data.beir import DataError
 from ragtune.data.instruct import collate_left, load_instruct_records, prompt_ids
 from ragtune.grounded import INSTRUCTION
-from ragtune.models.generator import load_generator, merge_lora
+from ragtune.models.generator import load_adapter, load_generator, merge_lora
 
-run = Path(sys.argv[1])
-n_batches = int(sys.argv[2])
-cfg = json.loads((run / "config.json").read_text())["generator"]
-base, tok = load_generator(cfg["name"])
-model = PeftModel.from_pretrained(base, run / "model").eval()
-records = load_instruct_records(run / "test_records.jsonl")
-final = sorted((run / "predictions").glob("*-test.jsonl"))[-1]
-expected = [json.loads(line)["output"] for line in final.read_text().splitlines()]
-prompts = [prompt_ids(tok, r, cfg["system_prompt"], INSTRUCTION, cfg.get("query_first", False)) for r in records]
-order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-end_id = tok.convert_tokens_to_ids("<|im_end|>")
-pad = tok.pad_token_id
-same = total = 0
-t = time.perf_counter()
-with torch.inference_mode():
-    for s in range(0, n_batches * cfg["eval_batch_size"], cfg["eval_batch_size"]):
-        idx = order[s : s + cfg["eval_batch_size"]]
-        b = collate_left([(prompts[i], prompts[i]) for i in idx], pad)
-        new = model.generate(
-            input_ids=b["input_ids"],
-            attention_mask=b["attention_mask"],
-            max_new_tokens=cfg["max_new_tokens"],
-            do_sample=False,
-            eos_token_id=end_id,
-            pad_token_id=pad,
-        )[:, b["input_ids"].shape[1] :]
-        for i, row in zip(idx, new.tolist(), strict=True):
-            out = tok.decode(row, skip_special_tokens=True)
-            same += out == expected[i]
-            total += 1
-    print(
-        f"reloaded adapter reproduces {same}/{total} final test outputs of {final.name} "
-        f"({time.perf_counter() - t:.0f}s)"
-    )
-    b = collate_left([(prompts[i], prompts[i]) for i in order[:4]], pad)
-    peft_logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-    merged = merge_lora(model)
-    merged_logits = merged(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-    m = b["attention_mask"].bool()
-    print("max |peft - merged| logit diff over real tokens:", (peft_logits - merged_logits)[m].abs().max().item())
+
+def run_files(run: Path) -> tuple[Path, Path, Path]:
+    """(config.json, test_records.jsonl, the last *-test.jsonl predictions) of a finished generator run."""
+    preds = sorted((run / "predictions").glob("*-test.jsonl"))
+    needed = [run / "config.json", run / "test_records.jsonl", run / "model" / "adapter_config.json"]
+    missing = [str(p) for p in needed if not p.is_file()] + ([] if preds else [str(run / "predictions/*-test.jsonl")])
+    if missing:
+        raise FileNotFoundError(f"{run} is not a finished generator run: missing {', '.join(missing)}")
+    return needed[0], needed[1], preds[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="output_dir of a finished `generator` task run")
+    args = parser.parse_args(argv)
+    try:
+        config_path, records_path, final = run_files(args.run)
+        g = config_from_dict(json.loads(config_path.read_text())).generator
+        records = load_instruct_records(records_path)
+    except (ConfigError, DataError, FileNotFoundError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    expected = [json.loads(line)["output"] for line in final.read_text().splitlines()]
+    base, tokenizer = load_generator(g.name)
+    model = load_adapter(base, args.run / "model").eval()  # peft.PeftModel.from_pretrained
+    outputs = greedy_answers(model, tokenizer, records, g, desc="regenerate test")
+    same = sum(o == e for o, e in zip(outputs, expected, strict=True))
+    print(f"reloaded adapter reproduces {same}/{len(expected)} test answers of {final}")
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompts = [prompt_ids(tokenizer, r, g.system_prompt, INSTRUCTION, g.query_first) for r in records[:4]]
+    batch = collate_left([(p, p) for p in prompts], pad)
+    with torch.inference_mode():
+        peft_logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        merged_logits = merge_lora(model)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    real = batch["attention_mask"].bool()
+    print(f"max |peft - merged| logit over real tokens: {(peft_logits - merged_logits)[real].abs().max().item():.2e}")
+    return 0 if same == len(expected) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

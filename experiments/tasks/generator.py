@@ -55,6 +55,35 @@ def first_stage(cfg, train: BeirDataset, test: BeirDataset, depth: int) -> dict[
     return candidates
 
 
+@torch.inference_mode()
+def greedy_answers(model, tokenizer, records: list, g, desc: str = "generate", show_progress: bool = True) -> list[str]:
+    """Greedy answers to instruct records, batched by prompt length with left padding; input order kept.
+
+    `g` is the GeneratorConfig (prompt settings, batch size, max_new_tokens). The evaluation and
+    experiments/verify_lora_reload.py both call this, so a reload check replays the same batches.
+    """
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() \
+        else tokenizer.eos_token_id
+    was_training = model.training
+    model.eval()
+    prompts = [prompt_ids(tokenizer, r, g.system_prompt, INSTRUCTION, g.query_first) for r in records]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs = [""] * len(prompts)
+    device = next(model.parameters()).device
+    for s in tqdm(range(0, len(order), g.eval_batch_size), desc=desc, disable=not show_progress):
+        idx = order[s:s + g.eval_batch_size]
+        batch = collate_left([(prompts[i], prompts[i]) for i in idx], pad_id)
+        length = batch["input_ids"].shape[1]
+        new = model.generate(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                             max_new_tokens=g.max_new_tokens, do_sample=False, eos_token_id=end_id,
+                             pad_token_id=pad_id)[:, length:]  # (B, new)
+        for i, row in zip(idx, new.tolist(), strict=True):
+            outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
+    model.train(was_training)
+    return outputs
+
+
 def build(cfg, accelerator) -> TaskParts:
     g = cfg.generator
     root = cfg.data.data_root or None
@@ -99,36 +128,13 @@ def build(cfg, accelerator) -> TaskParts:
         parts.timings["train_answer_tokens"] += answer_tokens
         return loss, {"answer_tokens": answer_tokens, "seq_len": batch["input_ids"].shape[1]}
 
-    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() \
-        else tokenizer.eos_token_id
-
-    @torch.inference_mode()
-    def generate(model, exs: list[GroundedExample], desc: str) -> list[str]:
-        """Greedy answers, batched by prompt length with left padding; input order kept."""
-        was_training = model.training
-        model.eval()
-        prompts = [prompt_ids(tokenizer, e.record(), g.system_prompt, INSTRUCTION, g.query_first) for e in exs]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        outputs = [""] * len(prompts)
-        device = next(model.parameters()).device
-        for s in tqdm(range(0, len(order), g.eval_batch_size), desc=desc, disable=not accelerator.is_main_process):
-            idx = order[s:s + g.eval_batch_size]
-            batch = collate_left([(prompts[i], prompts[i]) for i in idx], pad_id)
-            length = batch["input_ids"].shape[1]
-            new = model.generate(input_ids=batch["input_ids"].to(device),
-                                 attention_mask=batch["attention_mask"].to(device), max_new_tokens=g.max_new_tokens,
-                                 do_sample=False, eos_token_id=end_id, pad_token_id=pad_id)[:, length:]  # (B, new)
-            for i, row in zip(idx, new.tolist(), strict=True):
-                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
-        model.train(was_training)
-        return outputs
-
     calls = {"n": 0}
 
     def evaluate(model, split_name: str) -> dict[str, float]:
         exs = examples[split_name]
         start = time.perf_counter()
-        outputs = generate(model, exs, f"generate {split_name}")
+        outputs = greedy_answers(model, tokenizer, [e.record() for e in exs], g,
+                                 desc=f"generate {split_name}", show_progress=accelerator.is_main_process)
         seconds = time.perf_counter() - start
         calls["n"] += 1
         if accelerator.is_main_process:  # every evaluation's answers, for inspection
