@@ -150,6 +150,7 @@ class RerankConfig:
     group_size: int = 8  # training group [pos, neg_1..neg_{G-1}]
     hard_fraction: float = 0.5  # share of negatives from the first stage's top hard_depth; the rest random
     hard_depth: int = 50
+    resample_negatives: bool = True  # draw fresh negatives every epoch (seed + epoch) instead of reusing epoch 0's
     dev_n: int = 20  # dev (checkpoint selection) reranks only the top dev_n of the held-out queries
     scorer: str = "cross_encoder"  # cross_encoder | qlm (rerank_eval task)
     cascade_model: str = ""  # a cheap reranker folder: N -> cascade_keep with it, then the main one -> final_k

@@ -148,6 +148,30 @@ def training_groups(run: Run, qrels: Qrels, doc_ids: list[str], group_size: int,
     return groups
 
 
+class EpochGroups:
+    """A dataset of training groups that draws fresh negatives every epoch.
+
+    `make_groups(seed)` builds the groups (e.g. `training_groups` with everything but the seed
+    bound); epoch e uses seed + e, so a run (or a resumed run) sees the same negatives in the
+    same epoch. The number of groups (one per relevant pair) does not depend on the seed, so
+    the epoch length is fixed. The training loop calls `set_epoch` through accelerate's loader.
+    """
+
+    def __init__(self, make_groups: Callable[[int], list], seed: int, resample: bool = True):
+        self.make_groups, self.seed, self.resample = make_groups, seed, resample
+        self.epoch, self.groups = 0, make_groups(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.resample and epoch != self.epoch:
+            self.epoch, self.groups = epoch, self.make_groups(self.seed + epoch)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int):
+        return self.groups[i]
+
+
 def teacher_records(score: Scorer, groups: list[tuple[str, str, list[str]]], queries: dict[str, str],
                     doc_texts: dict[str, str]) -> list[dict]:
     """Distillation records: each group with the scorer's scores of [pos, neg_1..neg_k] as

@@ -10,7 +10,15 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from ragtune.models.generator import load_generator
 from ragtune.models.qlm_reranker import QLMReranker
-from ragtune.rerank import cascade, interpolate, load_score_cache, rerank_run, save_score_cache, training_groups
+from ragtune.rerank import (
+    EpochGroups,
+    cascade,
+    interpolate,
+    load_score_cache,
+    rerank_run,
+    save_score_cache,
+    training_groups,
+)
 
 # first stage: d1 > d2 > d3 > d4 > d5 for q1
 RUN = {"q1": {"d1": 5.0, "d2": 4.0, "d3": 3.0, "d4": 2.0, "d5": 1.0}, "q2": {"d1": 1.0, "d2": 2.0}}
@@ -150,3 +158,21 @@ def test_interpolate_zscores_over_the_reranked_docs():
     assert interpolate(reranked, first, 0.25) == {"q": {"a": 0.5, "b": -0.5}}
     assert interpolate(reranked, first, 0.0) is reranked
     assert list(interpolate(reranked, first, 0.75)["q"]) == ["b", "a"]
+
+
+def test_epoch_groups_resample_negatives_per_epoch_and_replay_an_epoch():
+    run = {"q1": {f"d{i}": float(10 - i) for i in range(8)}}
+    qrels = {"q1": {"d0": 1}}
+    corpus = [f"d{i}" for i in range(40)]
+    groups = EpochGroups(lambda seed: training_groups(run, qrels, corpus, 5, 0.5, 6, seed=seed), seed=7)
+    epoch0 = list(groups)
+    assert epoch0 == training_groups(run, qrels, corpus, 5, 0.5, 6, seed=7)
+    groups.set_epoch(1)
+    assert len(groups) == 1 and groups[0] == training_groups(run, qrels, corpus, 5, 0.5, 6, seed=8)[0]
+    assert groups[0] != epoch0[0]  # fresh negatives
+    groups.set_epoch(0)
+    assert list(groups) == epoch0  # a resumed epoch replays its negatives
+    fixed = EpochGroups(lambda seed: training_groups(run, qrels, corpus, 5, 0.5, 6, seed=seed), seed=7,
+                        resample=False)
+    fixed.set_epoch(3)
+    assert list(fixed) == epoch0

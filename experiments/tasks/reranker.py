@@ -26,6 +26,7 @@ from ragtune.metrics import evaluate
 from ragtune.models.cross_encoder import CrossEncoder, format_doc
 from ragtune.models.encoder import ENCODER_META, Encoder, resolve_model_path
 from ragtune.rerank import (
+    EpochGroups,
     cascade,
     interpolate,
     load_score_cache,
@@ -127,8 +128,10 @@ def build(cfg, accelerator) -> TaskParts:
 
     train_run = runs[cfg.data.train_split]
     qrels = {q: train.qrels[q] for q in split.train_qids}
-    groups = training_groups(train_run, qrels, list(train.corpus), rc.group_size, rc.hard_fraction,
-                             rc.hard_depth, seed=cfg.seed)
+    corpus_ids = list(train.corpus)
+    groups = EpochGroups(lambda seed: training_groups(train_run, qrels, corpus_ids, rc.group_size, rc.hard_fraction,
+                                                      rc.hard_depth, seed=seed),
+                         seed=cfg.seed, resample=rc.resample_negatives)
     train_texts = {d: format_doc(doc, rc.doc_template) for d, doc in train.corpus.items()}
 
     def collate(batch: list[tuple[str, str, list[str]]]) -> dict[str, torch.Tensor]:
