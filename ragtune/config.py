@@ -77,6 +77,9 @@ class TrainConfig:
     resume: str = ""  # a checkpoint dir, or 'latest' in output_dir
     gradcache_chunk: int = 0  # > 0: GradCache micro-batch size for large in-batch batches
     cross_device_negatives: bool = True
+    # > 0: bi-encoder batches drawn from windows of this many batches sorted by positive length, so
+    # a batch pads less (worth it when docs are shorter than doc_max_length; see README performance)
+    bucket_size: int = 0
 
 
 @dataclass(frozen=True)

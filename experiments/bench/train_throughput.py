@@ -9,7 +9,8 @@ loss (in-batch InfoNCE at temperature 0.05 = MNRL at scale 20). Configurations:
 
 - ragtune: UniquePositiveBatchSampler + GroupCollator (dynamic padding) + BiEncoder + info_nce,
   the hot path of the biencoder task (experiments/tasks/biencoder.py) without the loop's logging;
-- ragtune+bucket: the same with length-bucketed batches (`bucket_size`), which pads less;
+- ragtune+bucket: the same with length-bucketed batches (`--train.bucket_size` in the biencoder
+  task), which pads less when positives are shorter than the doc max length;
 - sentence-transformers: its tokenize + forward + MultipleNegativesRankingLoss in the same plain
   loop (its Trainer adds its own overhead on top, so this favours the peer).
 
@@ -50,6 +51,7 @@ def worker_ragtune(steps: int, batch_size: int, query_max_length: int, doc_max_l
                    bucket_size: int = 0) -> dict:
     import torch
 
+    from experiments.tasks.biencoder import positive_lengths
     from ragtune.config import ModelConfig
     from ragtune.data.collate import GroupCollator, UniquePositiveBatchSampler
     from ragtune.losses import info_nce
@@ -59,9 +61,7 @@ def worker_ragtune(steps: int, batch_size: int, query_max_length: int, doc_max_l
     records, warm = _split(_records((steps + 1) * batch_size), steps * batch_size)
     cfg = ModelConfig(name=MODEL, query_max_length=query_max_length, doc_max_length=doc_max_length)
     model = BiEncoder(Encoder.from_config(cfg), TEMPERATURE).train()
-    lengths = None
-    if bucket_size:
-        lengths = [len(ids) for ids in model.encoder.tokenizer([r.pos for r in records])["input_ids"]]
+    lengths = positive_lengths(model.encoder, records) if bucket_size else None  # as train.bucket_size does
     # drop_last=False: every timed record is trained on, by both libraries.
     sampler = UniquePositiveBatchSampler(records, batch_size, SEED, drop_last=False, lengths=lengths,
                                          bucket_size=bucket_size)

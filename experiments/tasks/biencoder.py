@@ -119,6 +119,12 @@ def training_file(cfg, accelerator) -> str:
     return str(path)
 
 
+def positive_lengths(encoder: Encoder, records: list) -> list[int]:
+    """Token count of each record's positive as the encoder will see it (capped at doc_max_length)."""
+    return [len(ids) for ids in encoder.tokenizer([encoder.cfg.doc_prefix + r.pos for r in records], truncation=True,
+                                                  max_length=encoder.cfg.doc_max_length)["input_ids"]]
+
+
 def build(cfg, accelerator) -> TaskParts:
     group_size = 1 + cfg.data.num_negatives
     compute_loss = make_loss(cfg, group_size)  # first: a bad loss name fails before any loading
@@ -136,7 +142,9 @@ def build(cfg, accelerator) -> TaskParts:
     dev = dev_pool(encoder, dev_source, dev_qids, cfg) if dev_qids else None
 
     collate = GroupCollator(encoder.tokenize, cfg.data.num_negatives, cfg.seed)
-    sampler = UniquePositiveBatchSampler(records, cfg.train.batch_size, cfg.seed, drop_last=True)
+    lengths = positive_lengths(encoder, records) if cfg.train.bucket_size > 0 else None
+    sampler = UniquePositiveBatchSampler(records, cfg.train.batch_size, cfg.seed, drop_last=True,
+                                         lengths=lengths, bucket_size=cfg.train.bucket_size)
     # A private generator: DataLoader would otherwise draw its seed from the global RNG at every
     # epoch start, and a resumed run (which starts mid-epoch) would see a different RNG stream.
     loader = DataLoader(RecordDataset(records), batch_sampler=sampler, collate_fn=collate,

@@ -28,3 +28,14 @@ def test_synthetic_records_hold_out_whole_source_documents_from_the_file():
     assert len(dev_docs) == 2 and len(dev) == 4
     assert all((f"s{d[1:]}-0" in dev) and (f"s{d[1:]}-1" in dev) for d in dev_docs)
 
+
+
+def test_positive_lengths_count_the_tokens_the_encoder_sees(tiny_model_dir):
+    from experiments.tasks.biencoder import positive_lengths
+    from ragtune.config import ModelConfig
+    from ragtune.models.encoder import Encoder
+
+    encoder = Encoder.from_config(ModelConfig(name=str(tiny_model_dir), doc_max_length=6, doc_prefix="p: "))
+    records = [TrainRecord(query="q", pos=text) for text in ["a b", "a b c d e f g h i j"]]
+    expected_short = len(encoder.tokenizer("p: a b")["input_ids"])  # [CLS] + prefix + text + [SEP]
+    assert positive_lengths(encoder, records) == [expected_short, 6]  # the long one is cut at doc_max_length

@@ -102,7 +102,8 @@ def test_biencoder_training_improves_and_exports(tmp_path, subprocess_env, tiny_
 def test_biencoder_mines_bm25_negatives_in_run(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
     out, proc = run_entry(tmp_path, subprocess_env, "biencoder", tiny_model_dir, tiny_data_root,
                           "--mining.source=bm25", "--mining.num_random=1", "--data.num_negatives=1",
-                          "--loss.name=triplet", "--loss.margin=0.2", "--train.epochs=2", "--train.batch_size=8")
+                          "--loss.name=triplet", "--loss.margin=0.2", "--train.epochs=2", "--train.batch_size=8",
+                          "--train.bucket_size=2")  # length-bucketed batches on the way
     records = [json.loads(line) for line in (out / "mined.jsonl").read_text().splitlines()]
     assert len(records) == 30  # every train query of the tiny set (dev hold-out included; training drops it)
     assert all(r["negs"] and r["pos_id"] not in r["neg_ids"] for r in records)
