@@ -162,6 +162,9 @@ class RerankConfig:
     qlm_doc_max_tokens: int = 192  # passage tokens in the query-likelihood prompt
     teacher_model: str = ""  # a saved reranker whose scores are written for distillation
     interpolate: float = 0.0  # final = (1-w) z(reranker) + w z(first stage); 0 = reranker alone
+    # rerank_eval: non-empty -> choose w from this grid on the dev hold-out of the train split
+    # (data.dev_fraction, seed: the queries the reranker and bi-encoder tasks held out) instead
+    interpolate_grid: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

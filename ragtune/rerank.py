@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ragtune.fusion import weighted_score_fusion
-from ragtune.metrics import Qrels, Run, rank_docs
+from ragtune.metrics import Qrels, Run, evaluate, rank_docs
 
 Scorer = Callable[[list[str], list[str]], np.ndarray]
 
@@ -83,6 +83,24 @@ def interpolate(reranked: Run, first_stage: Run, weight: float) -> Run:
         raise ValueError(f"interpolation weight must be in [0, 1], got {weight}")
     first = {q: {d: first_stage[q][d] for d in docs} for q, docs in reranked.items()}
     return weighted_score_fusion([reranked, first], [1.0 - weight, weight], norm="zscore")
+
+
+def choose_interpolation(reranked: Run, first_stage: Run, qrels: Qrels, grid: Sequence[float],
+                         metric: str = "ndcg@10") -> tuple[float, dict[float, float]]:
+    """The weight w of `interpolate` that maximises `metric` (e.g. 'ndcg@10') on held-out queries.
+
+    Use queries that neither the reranker nor the first stage trained on (e.g. the dev hold-out
+    both tasks draw with the same seed). Returns (w, {w: metric}); ties keep the smallest w, so
+    a reranker that adds nothing on dev yields to its first stage only when that strictly wins.
+    """
+    if not grid:
+        raise ValueError("an empty interpolation grid")
+    name, _, k = metric.partition("@")
+    if not k.isdigit():
+        raise ValueError(f"metric {metric!r} must look like 'ndcg@10'")
+    scores = {w: evaluate(interpolate(reranked, first_stage, w), qrels, (int(k),))[metric] for w in sorted(grid)}
+    best = max(scores.values())
+    return min(w for w, v in scores.items() if v == best), scores
 
 
 def load_score_cache(path: str | Path) -> dict[tuple[str, str], float]:

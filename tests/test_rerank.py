@@ -13,6 +13,7 @@ from ragtune.models.qlm_reranker import QLMReranker
 from ragtune.rerank import (
     EpochGroups,
     cascade,
+    choose_interpolation,
     interpolate,
     load_score_cache,
     rerank_run,
@@ -176,3 +177,23 @@ def test_epoch_groups_resample_negatives_per_epoch_and_replay_an_epoch():
                         resample=False)
     fixed.set_epoch(3)
     assert list(fixed) == epoch0
+
+
+def test_choose_interpolation_picks_the_best_dev_weight_smallest_on_ties():
+    # q1: the reranker is right (a), the first stage wrong: a stays on top iff w < 0.5.
+    # q3: x is right; alone, the reranker puts z first and the first stage y first, and only a mix
+    # puts x first. Centred scores (every z-score shares its query's std, so the order needs no std):
+    # reranker x +1/3, y -7/6, z +5/6; first stage x +1/3, y +5/6, z -7/6. At w = 0.4: x 1/3 >
+    # z 1/30 > y -11/30; at w = 0.6: x 1/3 > y 1/30 > z -11/30; at w = 0: z first; w = 1: y first.
+    reranked = {"q1": {"a": 3.0, "b": 1.0}, "q3": {"x": 1.5, "y": 0.0, "z": 2.0}}
+    first = {"q1": {"a": 0.0, "b": 2.0}, "q3": {"x": 1.5, "y": 2.0, "z": 0.0}}
+    qrels = {"q1": {"a": 1}, "q3": {"x": 1}}
+    w, scores = choose_interpolation(reranked, first, qrels, (1.0, 0.6, 0.4, 0.0), "ndcg@1")
+    assert w == 0.4
+    assert scores == {0.0: 0.5, 0.4: 1.0, 0.6: 0.5, 1.0: 0.0}  # ndcg@1 = share of queries with x/a first
+    only_q3 = {"q3": reranked["q3"]}
+    assert choose_interpolation(only_q3, first, {"q3": qrels["q3"]}, (0.6, 0.4, 1.0), "ndcg@1")[0] == 0.4  # tie
+    with pytest.raises(ValueError, match="like 'ndcg@10'"):
+        choose_interpolation(reranked, first, qrels, (0.5,), "ndcg")
+    with pytest.raises(ValueError, match="empty"):
+        choose_interpolation(reranked, first, qrels, (), "ndcg@1")
