@@ -1,0 +1,114 @@
+"""How much of the grounded-answer task can be read from what the prompt shows? Two references
+for the numbers of the `generator` task (configs/scifact_grounded_lora.py):
+
+1. similarity: MiniLM cosine between the claim and each shown passage; cite the best passage,
+   abstain when the best cosine is below a threshold chosen on the dev examples (exact match).
+   It sees exactly the passages (cut to generator.passage_tokens) the generator sees.
+2. --run DIR: the first answer token of a trained LoRA run (or the base model with --base):
+   AUC of log p("Information") - log p("[") for telling no-gold examples from the rest on DIR's
+   test records; 0.5 = no abstention signal to calibrate.
+
+    python experiments/grounded_reference.py --config configs/scifact_grounded_lora.py [--key=value ...]
+    python experiments/grounded_reference.py --config configs/scifact_grounded_lora.py --run runs/scifact_grounded_lora
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python experiments/x.py` finds experiments.*
+from experiments.tasks.generator import first_stage
+from ragtune.config import ModelConfig, apply_overrides, load_config_file, parse_cli_overrides
+from ragtune.data.beir import load_beir
+from ragtune.data.instruct import load_instruct_records, prompt_ids
+from ragtune.data.pairs import split_queries
+from ragtune.grounded import ABSTAIN, INSTRUCTION, build_examples, grounded_metrics
+from ragtune.models.encoder import Encoder
+from ragtune.models.generator import load_adapter, load_generator
+
+
+def auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(score of a random positive > score of a random negative), ties count half."""
+    greater = (positive[:, None] > negative[None, :]).mean()
+    ties = (positive[:, None] == negative[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def similarity_reference(cfg) -> dict[str, dict[str, float]]:
+    g = cfg.generator
+    train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
+    test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
+    _, tokenizer = load_generator(g.name, cfg.eval.cache_dir or None)
+    candidates = first_stage(cfg, train, test, g.negatives_depth + 10)  # as the generator task builds them
+    split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
+    common = dict(k=g.k_passages, passage_tokens=g.passage_tokens, no_gold_share=g.no_gold_share, seed=cfg.seed,
+                  max_gold=g.max_gold, negatives_depth=g.negatives_depth)
+    dev = build_examples(train, candidates, tokenizer, qids=sorted(split.dev_qids), **common)  # all dev claims
+    tst = build_examples(test, candidates, tokenizer, max_examples=g.eval_max_examples, **common)
+    encoder = Encoder.from_config(ModelConfig(name="minilm"))
+
+    def cosines(examples) -> np.ndarray:  # (N, k)
+        q = encoder.encode([e.claim for e in examples], "query", show_progress=False)
+        p = encoder.encode([p for e in examples for p in e.passages], "doc", show_progress=False)
+        return np.einsum("nh,nkh->nk", q, p.reshape(len(examples), g.k_passages, -1))
+
+    def answers(sims: np.ndarray, threshold: float) -> list[str]:
+        return [ABSTAIN if s.max() < threshold else f"[{int(s.argmax()) + 1}]" for s in sims]
+
+    dev_sims, test_sims = cosines(dev), cosines(tst)
+    threshold = max(np.unique(dev_sims.max(axis=1)),
+                    key=lambda t: grounded_metrics(dev, answers(dev_sims, t))["exact_match"])
+    return {"threshold": {"cosine": float(threshold), "dev_examples": len(dev)},
+            "dev": grounded_metrics(dev, answers(dev_sims, threshold)),
+            "test": grounded_metrics(tst, answers(test_sims, threshold))}
+
+
+@torch.inference_mode()
+def first_token_auc(cfg, run_dir: Path, base: bool) -> dict[str, float]:
+    g = cfg.generator
+    model, tokenizer = load_generator(g.name, cfg.eval.cache_dir or None)
+    if not base:
+        model = load_adapter(model, run_dir / "model")
+    model.eval()
+    records = load_instruct_records(run_dir / "test_records.jsonl")
+    abstain_id = tokenizer(ABSTAIN, add_special_tokens=False)["input_ids"][0]
+    cite_id = tokenizer("[", add_special_tokens=False)["input_ids"][0]
+    margins = []
+    for r in records:
+        ids = prompt_ids(tokenizer, r, g.system_prompt, INSTRUCTION, g.query_first)
+        logp = model(input_ids=torch.tensor([ids])).logits[0, -1].log_softmax(-1)
+        margins.append(float(logp[abstain_id] - logp[cite_id]))
+    margins, no_gold = np.array(margins), np.array([r.answer == ABSTAIN for r in records])
+    return {"examples": len(records), "no_gold": int(no_gold.sum()), "auc": auc(margins[no_gold], margins[~no_gold]),
+            "mean_margin_no_gold": float(margins[no_gold].mean()), "mean_margin_gold": float(margins[~no_gold].mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--run", type=Path,
+                        help="a finished generator run: first-token abstention AUC on its test records")
+    parser.add_argument("--base", action="store_true", help="with --run: score the base model instead of base + LoRA")
+    args, rest = parser.parse_known_args()
+    torch.manual_seed(0)
+    cfg = apply_overrides(load_config_file(args.config), parse_cli_overrides(rest))
+    if args.run:
+        res = first_token_auc(cfg, args.run, args.base)
+        print(f"{'base' if args.base else 'LoRA'} first token on {res['examples']} test records ({res['no_gold']} "
+              f"no-gold): AUC {res['auc']:.3f}, mean log p(abstain) - log p('[') {res['mean_margin_no_gold']:.2f} "
+              f"(no gold) vs {res['mean_margin_gold']:.2f} (gold shown)")
+        return
+    res = similarity_reference(cfg)
+    print(f"MiniLM cosine threshold {res['threshold']['cosine']:.3f} chosen on {res['threshold']['dev_examples']} "
+          "dev examples (exact match)")
+    for split in ("dev", "test"):
+        print(split, " ".join(f"{k} {v:.3f}" for k, v in res[split].items()))
+
+
+if __name__ == "__main__":
+    main()
