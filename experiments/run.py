@@ -28,7 +28,14 @@ from accelerate.utils import set_seed  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from experiments.tasks import TaskParts, build_task  # noqa: E402
-from ragtune.checkpoint import load_checkpoint, resolve_resume, save_checkpoint  # noqa: E402
+from ragtune.checkpoint import (  # noqa: E402
+    load_checkpoint,
+    load_trainable_state_dict,
+    resolve_resume,
+    save_checkpoint,
+    save_trainable_only,
+    trainable_state_dict,
+)
 from ragtune.config import ConfigError, apply_overrides, load_config_file, parse_cli_overrides, save_config  # noqa: E402
 from ragtune.data.beir import DataError  # noqa: E402
 from ragtune.optim import lr_lambda, param_groups  # noqa: E402
@@ -53,6 +60,7 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
         lr_lambda, warmup_steps=round(cfg.optim.warmup_ratio * total_steps),
         total_steps=total_steps, kind=cfg.optim.schedule))
     accelerator.register_for_checkpointing(scheduler)
+    save_trainable_only(accelerator)
     eval_every = cfg.train.eval_every or steps_per_epoch
     save_every = cfg.train.save_every or eval_every
 
@@ -114,18 +122,20 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
             state["batches_in_epoch"] = 0
     progress.close()
     if state["best_step"] is not None:
-        accelerator.unwrap_model(model).load_state_dict(torch.load(out / "best" / "weights.pt", weights_only=True))
+        load_trainable_state_dict(accelerator.unwrap_model(model), torch.load(out / "best" / "weights.pt",
+                                                                              weights_only=True), "best/weights.pt")
         accelerator.print(f"best dev {cfg.train.metric_for_best}={state['best_metric']:.4f} "
                           f"at step {state['best_step']}")
     return state["best_dev"]
 
 
 def save_best_weights(accelerator, model, path: Path) -> None:
-    """Unwrapped state_dict to best/weights.pt, written under a temporary name then renamed."""
+    """Unwrapped trainable state (no frozen parameters) to best/weights.pt, written under a temporary
+    name then renamed."""
     if accelerator.is_main_process:
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / "weights.pt.tmp"
-        torch.save(accelerator.unwrap_model(model).state_dict(), tmp)
+        torch.save(trainable_state_dict(accelerator.unwrap_model(model)), tmp)
         os.replace(tmp, path / "weights.pt")
     accelerator.wait_for_everyone()
 

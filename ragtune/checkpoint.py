@@ -2,7 +2,9 @@
 
 A checkpoint is a folder `<output_dir>/checkpoints/step-<N>` holding accelerate's state
 (model, optimizer, scaler, RNG states of python/numpy/torch) plus `trainer_state.json`
-(step, epoch, batches consumed in the epoch, best metric, scheduler state). It is written to
+(step, epoch, batches consumed in the epoch, best metric, scheduler state). Only the model
+entries training can change are stored (`trainable_state_dict`): a LoRA checkpoint holds the
+adapter, not the frozen 135M-parameter base it was loaded from. It is written to
 a temporary folder and renamed into place, and `latest` is updated by an atomic rename too,
 so a crash or SIGKILL at any moment leaves the previous checkpoint usable.
 """
@@ -14,11 +16,49 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+
 TRAINER_STATE = "trainer_state.json"
+MODEL_FILE = "model.safetensors"  # what accelerate's save_state names the first model's weights
+
+
+def frozen_names(model: torch.nn.Module) -> set[str]:
+    """State-dict names of the parameters that do not require grad (tied aliases included)."""
+    return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
+def trainable_state_dict(model: torch.nn.Module, state: dict | None = None) -> dict:
+    """model.state_dict() (or `state`, taken from it) without the frozen parameters: the trainable
+    ones and the buffers, i.e. everything training can change."""
+    frozen = frozen_names(model)
+    return {k: v for k, v in (model.state_dict() if state is None else state).items() if k not in frozen}
+
+
+def check_loaded_keys(model: torch.nn.Module, missing, unexpected, source) -> None:
+    """A partial load may only lack frozen parameters (they are still the ones the model was built with)."""
+    lacking = sorted(set(missing) - frozen_names(model))
+    if lacking or unexpected:
+        raise RuntimeError(f"{source} does not fit the model: missing trainable {lacking[:5]}"
+                           f"{'...' if len(lacking) > 5 else ''}, unexpected {sorted(unexpected)[:5]}")
+
+
+def load_trainable_state_dict(model: torch.nn.Module, state: dict, source: str = "state dict") -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    check_loaded_keys(model, missing, unexpected, source)
 
 
 def checkpoints_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
+
+
+def save_trainable_only(accelerator) -> None:
+    """Make accelerate's save_state write trainable_state_dict of each model (call once per run)."""
+    def hook(models, weights, output_dir):
+        for i, model in enumerate(models):
+            weights[i] = trainable_state_dict(model, weights[i])
+
+    accelerator.register_save_state_pre_hook(hook)
 
 
 def save_checkpoint(accelerator, output_dir: str | Path, state: dict, keep: int = 2) -> Path:
@@ -63,5 +103,12 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Path | None:
 
 
 def load_checkpoint(accelerator, path: Path) -> dict:
-    accelerator.load_state(str(path))
+    """Restore a checkpoint written by save_checkpoint; its model file may lack frozen parameters only."""
+    model = accelerator._models[0] if accelerator._models else None
+    if model is not None and (path / MODEL_FILE).is_file():
+        with safe_open(str(path / MODEL_FILE), framework="pt") as f:
+            saved = set(f.keys())
+        expected = set(model.state_dict())
+        check_loaded_keys(model, expected - saved, saved - expected, path / MODEL_FILE)
+    accelerator.load_state(str(path), strict=False)  # frozen parameters keep their loaded values
     return json.loads((path / TRAINER_STATE).read_text())

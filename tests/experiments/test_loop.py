@@ -76,3 +76,55 @@ def test_lr_schedule_is_logged_per_step(tmp_path):
     # logged after the scheduler step: lambda(step) for step = 1..8
     expected = [0.05 * m for m in (1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0)]
     assert lrs == pytest.approx(expected)
+
+
+class FrozenBase(torch.nn.Module):
+    """A frozen 'base' layer under a trainable head, like a LoRA on a frozen model."""
+
+    def __init__(self):
+        super().__init__()
+        self.base = torch.nn.Linear(4, 4).requires_grad_(False)
+        self.head = torch.nn.Linear(4, 1)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        return self.head(self.base(x))
+
+
+def frozen_parts(batch_size: int) -> TaskParts:
+    parts = toy_parts(batch_size)
+    torch.manual_seed(1)
+    parts.model = FrozenBase()
+    return parts
+
+
+def test_checkpoints_and_best_weights_hold_only_what_training_changes(tmp_path):
+    from safetensors import safe_open
+
+    cfg = toy_cfg(tmp_path / "straight", **{"train.epochs": 2, "train.eval_every": 2, "train.batch_size": 4})
+    straight = run_toy(cfg, frozen_parts(4))
+    best = torch.load(tmp_path / "straight" / "best" / "weights.pt", weights_only=True)
+    assert set(best) == {"head.weight", "head.bias", "calls"}  # no base.*
+    with safe_open(str(tmp_path / "straight" / "checkpoints" / "step-8" / "model.safetensors"), "pt") as f:
+        assert set(f.keys()) == {"head.weight", "head.bias", "calls"}
+
+    # resume from the step-4 checkpoint of a run cut short: the same final weights as straight through
+    short = toy_cfg(tmp_path / "resumed", **{"train.epochs": 2, "train.eval_every": 2, "train.batch_size": 4,
+                                              "train.max_steps": 4})
+    run_toy(short, frozen_parts(4))
+    resumed_cfg = apply_overrides(short, {"train.max_steps": 0, "train.resume": "latest"})
+    resumed = run_toy(resumed_cfg, frozen_parts(4))
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value)
+
+
+def test_a_checkpoint_missing_a_trainable_tensor_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    cfg = toy_cfg(tmp_path, **{"train.epochs": 1, "train.batch_size": 4})
+    run_toy(cfg, frozen_parts(4))
+    path = tmp_path / "checkpoints" / "step-4" / "model.safetensors"
+    save_file({k: v for k, v in load_file(path).items() if k != "head.bias"}, path)
+    resume = apply_overrides(cfg, {"train.resume": "latest", "train.epochs": 2})
+    with pytest.raises(RuntimeError, match=r"missing trainable \['head.bias'\]"):
+        run_toy(resume, frozen_parts(4))
