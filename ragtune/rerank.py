@@ -95,7 +95,7 @@ def choose_interpolation(reranked: Run, first_stage: Run, qrels: Qrels, grid: Se
     """
     if not grid:
         raise ValueError("an empty interpolation grid")
-    name, _, k = metric.partition("@")
+    k = metric.partition("@")[2]
     if not k.isdigit():
         raise ValueError(f"metric {metric!r} must look like 'ndcg@10'")
     scores = {w: evaluate(interpolate(reranked, first_stage, w), qrels, (int(k),))[metric] for w in sorted(grid)}

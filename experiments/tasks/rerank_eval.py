@@ -10,6 +10,8 @@ dev metric; the test split never picks it.
 
 from __future__ import annotations
 
+import dataclasses
+
 from experiments.tasks import TaskParts
 from experiments.tasks.reranker import first_stage_runs, make_scorer, score_cache_path
 from ragtune.config import ConfigError
@@ -39,8 +41,17 @@ def build(cfg, accelerator) -> TaskParts:
         # Here model.name is the reranker: falling back to it would embed with a cross-encoder's weights.
         raise ConfigError(f"task rerank_eval with rerank.first_stage={rc.first_stage!r} needs "
                           "rerank.first_stage_model (e.g. minilm or a fine-tuned bi-encoder folder)")
-    if rc.interpolate_grid and rc.cascade_model:
-        raise ConfigError("rerank.interpolate_grid is not supported with rerank.cascade_model; set rerank.interpolate")
+    if rc.interpolate_grid:  # checked before any encoding or reranking, not after them
+        if rc.cascade_model:
+            raise ConfigError("rerank.interpolate_grid is not supported with rerank.cascade_model; "
+                              "set rerank.interpolate")
+        bad = [w for w in rc.interpolate_grid if not 0.0 <= w <= 1.0]
+        if bad:
+            raise ConfigError(f"rerank.interpolate_grid={list(rc.interpolate_grid)}: weights must be in [0, 1], "
+                              f"got {bad}")
+        if not cfg.train.metric_for_best.partition("@")[2].isdigit():
+            raise ConfigError(f"rerank.interpolate_grid picks w by train.metric_for_best="
+                              f"'{cfg.train.metric_for_best}', which needs a cutoff such as 'ndcg@10'")
     show = accelerator.is_main_process
     test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
     runs, timings = first_stage_runs(cfg, {cfg.data.eval_split: test}, show)
@@ -82,7 +93,9 @@ def build(cfg, accelerator) -> TaskParts:
         if "w" not in chosen:
             train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
             dev_qids = sorted(split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed).dev_qids)
-            dev_run = first_stage_runs(cfg, {"dev": train}, show)[0]["dev"]
+            dev_set = dataclasses.replace(train, queries={q: train.queries[q] for q in dev_qids},
+                                          qrels={q: train.qrels[q] for q in dev_qids})  # first stage for dev only
+            dev_run = first_stage_runs(cfg, {"dev": dev_set}, show)[0]["dev"]
             doc_texts.update(texts(train))  # BEIR SciFact: one corpus for both splits, so a no-op there
             reranked, _ = rerank_cached(m, dev_run, {q: train.queries[q] for q in dev_qids}, "dev")
             metric = cfg.train.metric_for_best

@@ -40,8 +40,15 @@ def test_interpolation_weight_is_chosen_on_dev_and_used_on_test(tmp_path, subpro
            {k: v for k, v in results_fixed.items() if k.startswith("final/")}
 
 
-def test_interpolation_grid_refuses_a_cascade():
+@pytest.mark.parametrize(("rerank", "metric", "message"), [
+    ({"interpolate_grid": (0.0, 0.5), "cascade_model": "x"}, "ndcg@10", "not supported with rerank.cascade_model"),
+    ({"interpolate_grid": (0.0, 1.5)}, "ndcg@10", r"weights must be in \[0, 1\], got \[1.5\]"),
+    ({"interpolate_grid": (0.0, 0.5)}, "exact_match", "needs a cutoff such as 'ndcg@10'"),
+])
+def test_a_bad_interpolation_grid_is_refused_before_any_work(rerank, metric, message):
+    from ragtune.config import TrainConfig
+
     cfg = ExperimentConfig(task="rerank_eval", model=ModelConfig(name="runs/some_reranker/model"),
-                           rerank=RerankConfig(first_stage="bm25", interpolate_grid=(0.0, 0.5), cascade_model="x"))
-    with pytest.raises(ConfigError, match="interpolate_grid"):
-        rerank_eval.build(cfg, accelerator=None)
+                           train=TrainConfig(metric_for_best=metric), rerank=RerankConfig(first_stage="bm25", **rerank))
+    with pytest.raises(ConfigError, match=message):
+        rerank_eval.build(cfg, accelerator=None)  # no data, no model: it must fail on the config alone
