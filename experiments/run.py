@@ -68,7 +68,7 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
              "best_dev": None}
     resume_from = resolve_resume(cfg.train.resume, out)
     if resume_from is not None:
-        state = load_checkpoint(accelerator, resume_from)
+        state = load_checkpoint(accelerator, resume_from, model)
         accelerator.print(f"resumed from {resume_from} at step {state['step']}")
 
     progress = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not accelerator.is_main_process)

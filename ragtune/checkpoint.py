@@ -102,10 +102,10 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Path | None:
     return path
 
 
-def load_checkpoint(accelerator, path: Path) -> dict:
-    """Restore a checkpoint written by save_checkpoint; its model file may lack frozen parameters only."""
-    model = accelerator._models[0] if accelerator._models else None
-    if model is not None and (path / MODEL_FILE).is_file():
+def load_checkpoint(accelerator, path: Path, model: torch.nn.Module) -> dict:
+    """Restore a checkpoint written by save_checkpoint into the prepared `model` (and the optimizer,
+    scheduler and RNG states accelerate registered); its model file may lack frozen parameters only."""
+    if (path / MODEL_FILE).is_file():
         with safe_open(str(path / MODEL_FILE), framework="pt") as f:
             saved = set(f.keys())
         expected = set(model.state_dict())
