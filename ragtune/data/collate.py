@@ -29,6 +29,14 @@ class RecordDataset(Dataset):
         return self.records[i], epoch
 
 
+def sort_within_windows(order: list[int], lengths: list[int], window: int, descending: bool = False) -> list[int]:
+    """`order` cut into consecutive windows of `window` indices, each sorted by lengths[i]. The sort
+    is stable, so ties keep their (shuffled) order; the length-bucketing step of both samplers."""
+    sign = -1 if descending else 1
+    return [i for s in range(0, len(order), window)
+            for i in sorted(order[s:s + window], key=lambda i: sign * lengths[i])]
+
+
 class UniquePositiveBatchSampler(Sampler[list[tuple[int, int]]]):
     """Shuffled batches of (index, epoch) in which no positive (by pos_id, else text) appears twice.
 
@@ -61,9 +69,7 @@ class UniquePositiveBatchSampler(Sampler[list[tuple[int, int]]]):
         rng = random.Random(self.seed * 100_003 + self.epoch)
         rng.shuffle(order)
         if self.bucket_size > 0:
-            span = self.bucket_size * self.batch_size
-            order = [i for s in range(0, len(order), span)
-                     for i in sorted(order[s:s + span], key=lambda i: -self.lengths[i])]  # stable: ties stay shuffled
+            order = sort_within_windows(order, self.lengths, self.bucket_size * self.batch_size, descending=True)
         batches: list[list[int]] = []
         open_batches: list[tuple[list[int], set[str]]] = []
         for i in order:

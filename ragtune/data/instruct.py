@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import Sampler
 
 from ragtune.data.beir import DataError, read_jsonl
+from ragtune.data.collate import sort_within_windows
 
 IGNORE = -100  # label of positions the loss skips (torch cross_entropy's ignore_index)
 _FIELDS = {"query", "contexts", "answer", "id"}
@@ -175,9 +176,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
         if self.bucket_size > 0:
-            span = self.bucket_size * self.batch_size
-            order = [i for s in range(0, len(order), span)
-                     for i in sorted(order[s:s + span], key=lambda i: self.lengths[i])]
+            order = sort_within_windows(order, self.lengths, self.bucket_size * self.batch_size)
         batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
