@@ -197,3 +197,17 @@ def test_choose_interpolation_picks_the_best_dev_weight_smallest_on_ties():
         choose_interpolation(reranked, first, qrels, (0.5,), "ndcg")
     with pytest.raises(ValueError, match="empty"):
         choose_interpolation(reranked, first, qrels, (), "ndcg@1")
+
+
+def test_the_training_loop_reaches_epoch_groups_through_accelerates_loader():
+    # experiments/run.py calls loader.set_epoch on the PREPARED loader; accelerate must forward it
+    # to the dataset, or every epoch would silently reuse epoch 0's negatives.
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    run = {"q1": {f"d{i}": float(10 - i) for i in range(8)}}
+    corpus = [f"d{i}" for i in range(40)]
+    groups = EpochGroups(lambda seed: training_groups(run, {"q1": {"d0": 1}}, corpus, 5, 0.5, 6, seed=seed), seed=7)
+    loader = Accelerator(cpu=True).prepare(DataLoader(groups, batch_size=1, collate_fn=lambda b: b))
+    loader.set_epoch(2)
+    assert [b[0] for b in loader] == training_groups(run, {"q1": {"d0": 1}}, corpus, 5, 0.5, 6, seed=9)
