@@ -4,17 +4,19 @@ for the numbers of the `generator` task (configs/scifact_grounded_lora.py):
 1. similarity: MiniLM cosine between the claim and each shown passage; cite the best passage,
    abstain when the best cosine is below a threshold chosen on the dev examples (exact match).
    It sees exactly the passages (cut to generator.passage_tokens) the generator sees.
-2. --run DIR: the first answer token of a trained LoRA run (or the base model with --base):
-   AUC of log p("Information") - log p("[") for telling no-gold examples from the rest on DIR's
-   test records; 0.5 = no abstention signal to calibrate.
+2. --run DIR: the first answer token of a finished generator run (base + its LoRA, or the base
+   model alone with --base), prompted exactly as the run was (its own config.json): AUC of
+   log p("Information") - log p("[") for telling no-gold examples from the rest on DIR's test
+   records; 0.5 = no abstention signal to calibrate.
 
     python experiments/grounded_reference.py --config configs/scifact_grounded_lora.py [--key=value ...]
-    python experiments/grounded_reference.py --config configs/scifact_grounded_lora.py --run runs/scifact_grounded_lora
+    python experiments/grounded_reference.py --run runs/scifact_grounded_lora [--base]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,9 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python experiments/x.py` finds experiments.*
-from experiments.tasks.generator import first_stage
-from ragtune.config import ModelConfig, apply_overrides, load_config_file, parse_cli_overrides
-from ragtune.data.beir import load_beir
+from experiments.tasks.generator import example_settings, finished_run, first_stage
+from ragtune.config import ConfigError, apply_overrides, load_config_file, parse_cli_overrides
+from ragtune.data.beir import DataError, load_beir
 from ragtune.data.instruct import load_instruct_records, prompt_ids
 from ragtune.data.pairs import split_queries
 from ragtune.grounded import ABSTAIN, INSTRUCTION, build_examples, grounded_metrics
@@ -44,13 +46,12 @@ def similarity_reference(cfg) -> dict[str, dict[str, float]]:
     train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
     test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
     _, tokenizer = load_generator(g.name, cfg.eval.cache_dir or None)
-    candidates = first_stage(cfg, train, test, g.negatives_depth + 10)  # as the generator task builds them
+    candidates = first_stage(cfg, train, test)  # the generator task's own negatives and example settings
     split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
-    common = dict(k=g.k_passages, passage_tokens=g.passage_tokens, no_gold_share=g.no_gold_share, seed=cfg.seed,
-                  max_gold=g.max_gold, negatives_depth=g.negatives_depth)
+    common = example_settings(cfg)
     dev = build_examples(train, candidates, tokenizer, qids=sorted(split.dev_qids), **common)  # all dev claims
     tst = build_examples(test, candidates, tokenizer, max_examples=g.eval_max_examples, **common)
-    encoder = Encoder.from_config(ModelConfig(name="minilm"))
+    encoder = Encoder.from_config(cfg.model)  # MiniLM by default; its corpus cache is not needed here
 
     def cosines(examples) -> np.ndarray:  # (N, k)
         q = encoder.encode([e.claim for e in examples], "query", show_progress=False)
@@ -69,13 +70,14 @@ def similarity_reference(cfg) -> dict[str, dict[str, float]]:
 
 
 @torch.inference_mode()
-def first_token_auc(cfg, run_dir: Path, base: bool) -> dict[str, float]:
+def first_token_auc(run_dir: Path, base: bool) -> dict[str, float]:
+    cfg, records_path = finished_run(run_dir)
     g = cfg.generator
     model, tokenizer = load_generator(g.name, cfg.eval.cache_dir or None)
     if not base:
         model = load_adapter(model, run_dir / "model")
     model.eval()
-    records = load_instruct_records(run_dir / "test_records.jsonl")
+    records = load_instruct_records(records_path)
     abstain_id = tokenizer(ABSTAIN, add_special_tokens=False)["input_ids"][0]
     cite_id = tokenizer("[", add_special_tokens=False)["input_ids"][0]
     margins = []
@@ -88,27 +90,36 @@ def first_token_auc(cfg, run_dir: Path, base: bool) -> dict[str, float]:
             "mean_margin_no_gold": float(margins[no_gold].mean()), "mean_margin_gold": float(margins[~no_gold].mean())}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--run", type=Path,
-                        help="a finished generator run: first-token abstention AUC on its test records")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help="similarity reference for this generator config (+ --key=value overrides)")
+    which.add_argument("--run", type=Path,
+                       help="a finished generator run: first-token abstention AUC on its test records")
     parser.add_argument("--base", action="store_true", help="with --run: score the base model instead of base + LoRA")
-    args, rest = parser.parse_known_args()
+    args, rest = parser.parse_known_args(argv)
     torch.manual_seed(0)
-    cfg = apply_overrides(load_config_file(args.config), parse_cli_overrides(rest))
+    try:
+        if args.run:
+            if rest:
+                raise ConfigError(f"--run reads the run's own config; drop {rest}")
+            res = first_token_auc(args.run, args.base)
+        else:
+            res = similarity_reference(apply_overrides(load_config_file(args.config), parse_cli_overrides(rest)))
+    except (ConfigError, DataError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.run:
-        res = first_token_auc(cfg, args.run, args.base)
         print(f"{'base' if args.base else 'LoRA'} first token on {res['examples']} test records ({res['no_gold']} "
               f"no-gold): AUC {res['auc']:.3f}, mean log p(abstain) - log p('[') {res['mean_margin_no_gold']:.2f} "
               f"(no gold) vs {res['mean_margin_gold']:.2f} (gold shown)")
-        return
-    res = similarity_reference(cfg)
+        return 0
     print(f"MiniLM cosine threshold {res['threshold']['cosine']:.3f} chosen on {res['threshold']['dev_examples']} "
           "dev examples (exact match)")
     for split in ("dev", "test"):
         print(split, " ".join(f"{k} {v:.3f}" for k, v in res[split].items()))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,22 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python experiments/x.py` finds experiments.*
-from experiments.tasks.generator import greedy_answers
-from ragtune.config import ConfigError, config_from_dict
+from experiments.tasks.generator import finished_run, greedy_answers
+from ragtune.config import ConfigError
 from ragtune.data.beir import DataError
 from ragtune.data.instruct import collate_left, load_instruct_records, prompt_ids
 from ragtune.grounded import INSTRUCTION
-from ragtune.models.generator import load_adapter, load_generator, merge_lora
-
-
-def run_files(run: Path) -> tuple[Path, Path, Path]:
-    """(config.json, test_records.jsonl, the last *-test.jsonl predictions) of a finished generator run."""
-    preds = sorted((run / "predictions").glob("*-test.jsonl"))
-    needed = [run / "config.json", run / "test_records.jsonl", run / "model" / "adapter_config.json"]
-    missing = [str(p) for p in needed if not p.is_file()] + ([] if preds else [str(run / "predictions/*-test.jsonl")])
-    if missing:
-        raise FileNotFoundError(f"{run} is not a finished generator run: missing {', '.join(missing)}")
-    return needed[0], needed[1], preds[-1]
+from ragtune.models.generator import load_adapter, load_generator, merge_lora, pad_token_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="output_dir of a finished `generator` task run")
     args = parser.parse_args(argv)
     try:
-        config_path, records_path, final = run_files(args.run)
-        g = config_from_dict(json.loads(config_path.read_text())).generator
+        predictions = sorted((args.run / "predictions").glob("*-test.jsonl"))
+        cfg, records_path = finished_run(args.run, *([] if predictions else ["predictions/<n>-test.jsonl"]))
+        g, final = cfg.generator, predictions[-1]
         records = load_instruct_records(records_path)
     except (ConfigError, DataError, FileNotFoundError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -53,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     same = sum(o == e for o, e in zip(outputs, expected, strict=True))
     print(f"reloaded adapter reproduces {same}/{len(expected)} test answers of {final}")
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     prompts = [prompt_ids(tokenizer, r, g.system_prompt, INSTRUCTION, g.query_first) for r in records[:4]]
     batch = collate_left([(p, p) for p in prompts], pad)
     with torch.inference_mode():

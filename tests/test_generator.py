@@ -226,3 +226,12 @@ def test_first_stage_candidates_exclude_positives(negatives, tiny_data_root, tin
         assert 0 < len(docs) <= 5 and not set(docs) & set({**train.qrels, **test.qrels}[qid])
         scores = list(docs.values())
         assert scores == sorted(scores, reverse=True)
+
+
+def test_pad_token_id_falls_back_to_eos_only_when_there_is_no_pad_token():
+    from types import SimpleNamespace
+
+    from ragtune.models.generator import pad_token_id
+
+    assert pad_token_id(SimpleNamespace(pad_token_id=None, eos_token_id=2)) == 2
+    assert pad_token_id(SimpleNamespace(pad_token_id=0, eos_token_id=2)) == 0  # id 0 is a real pad token

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from experiments.tasks import TaskParts
-from ragtune.config import ConfigError
+from ragtune.config import ConfigError, config_from_dict
 from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.instruct import (
     LengthBucketSampler,
@@ -34,15 +34,24 @@ from ragtune.data.instruct import (
 from ragtune.data.pairs import split_queries
 from ragtune.first_stage import KINDS as FIRST_STAGES
 from ragtune.first_stage import first_stage_run
-from ragtune.grounded import INSTRUCTION, GroundedExample, build_examples, grounded_metrics
+from ragtune.grounded import ABSTAIN, INSTRUCTION, GroundedExample, build_examples, grounded_metrics
 from ragtune.models.encoder import Encoder
-from ragtune.models.generator import add_lora, load_generator, merge_lora, save_adapter, trainable_parameters
+from ragtune.models.generator import (
+    add_lora,
+    load_generator,
+    merge_lora,
+    pad_token_id,
+    save_adapter,
+    trainable_parameters,
+)
 
 
-def first_stage(cfg, train: BeirDataset, test: BeirDataset, depth: int) -> dict[str, dict[str, float]]:
+def first_stage(cfg, train: BeirDataset, test: BeirDataset, depth: int | None = None) -> dict[str, dict[str, float]]:
     """Top-`depth` non-gold candidates per claim of both splits, from ragtune/first_stage.py
-    (generator.negatives: bm25 | dense | hybrid; dense uses model.name and the embedding cache)."""
+    (generator.negatives: bm25 | dense | hybrid; dense uses model.name and the embedding cache).
+    depth defaults to what build_examples draws from: max(negatives_depth, k_passages)."""
     kind = cfg.generator.negatives
+    depth = depth or max(cfg.generator.negatives_depth, cfg.generator.k_passages)
     if kind not in FIRST_STAGES:
         raise ConfigError(f"generator.negatives='{kind}': choose one of {FIRST_STAGES}")
     encoder = Encoder.from_config(cfg.model) if kind != "bm25" else None
@@ -55,6 +64,27 @@ def first_stage(cfg, train: BeirDataset, test: BeirDataset, depth: int) -> dict[
     return candidates
 
 
+def finished_run(run_dir: Path, *extra: str):
+    """(config, test_records.jsonl path) of a finished generator run folder; a clear error otherwise.
+    `extra`: more files the caller needs, relative to the folder."""
+    needed = [run_dir / "config.json", run_dir / "test_records.jsonl", run_dir / "model" / "adapter_config.json",
+              *(run_dir / e for e in extra)]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a finished generator run: missing {', '.join(missing)}")
+    cfg = config_from_dict(json.loads(needed[0].read_text()))
+    if cfg.task != "generator":
+        raise ConfigError(f"{needed[0]}: task '{cfg.task}', not a generator run")
+    return cfg, needed[1]
+
+
+def example_settings(cfg) -> dict:
+    """The build_examples keyword arguments every split shares (ragtune/grounded.py), from the config."""
+    g = cfg.generator
+    return dict(k=g.k_passages, passage_tokens=g.passage_tokens, no_gold_share=g.no_gold_share, seed=cfg.seed,
+                max_gold=g.max_gold, negatives_depth=g.negatives_depth)
+
+
 @torch.inference_mode()
 def greedy_answers(model, tokenizer, records: list, g, desc: str = "generate", show_progress: bool = True) -> list[str]:
     """Greedy answers to instruct records, batched by prompt length with left padding; input order kept.
@@ -62,7 +92,7 @@ def greedy_answers(model, tokenizer, records: list, g, desc: str = "generate", s
     `g` is the GeneratorConfig (prompt settings, batch size, max_new_tokens). The evaluation and
     experiments/verify_lora_reload.py both call this, so a reload check replays the same batches.
     """
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() \
         else tokenizer.eos_token_id
     was_training = model.training
@@ -91,13 +121,12 @@ def build(cfg, accelerator) -> TaskParts:
     test = load_beir(cfg.data.dataset, cfg.data.eval_split, root)
     base, tokenizer = load_generator(g.name, cfg.eval.cache_dir or None)
     model = add_lora(base, g).to(accelerator.device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     out = Path(cfg.output_dir)
 
-    candidates = first_stage(cfg, train, test, g.negatives_depth + 10)
+    candidates = first_stage(cfg, train, test)
     split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
-    common = dict(k=g.k_passages, passage_tokens=g.passage_tokens, no_gold_share=g.no_gold_share, seed=cfg.seed,
-                  max_gold=g.max_gold, negatives_depth=g.negatives_depth)
+    common = example_settings(cfg)
     examples: dict[str, list[GroundedExample]] = {
         "dev": build_examples(train, candidates, tokenizer, qids=sorted(split.dev_qids),
                               max_examples=g.dev_max_examples, **common),
@@ -159,7 +188,7 @@ def build(cfg, accelerator) -> TaskParts:
     trainable, total = trainable_parameters(model)
     parts.timings.update(trainable_params=trainable, total_params=total)
     if accelerator.is_main_process:
-        n_abstain = sum(r.answer.startswith("Information") for r in records)
+        n_abstain = sum(r.answer == ABSTAIN for r in records)
         lengths = sorted(len(ids) for ids, _ in encoded)
         print(f"train records {len(records)} ({n_abstain} abstain), dev {len(examples['dev'])}, "
               f"{test.split} {len(examples[test.split])}; tokens/record median {lengths[len(lengths) // 2]} "

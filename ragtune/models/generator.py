@@ -69,6 +69,12 @@ def load_generator(name: str, cache_dir: str | None = None, dtype: torch.dtype =
     return model, AutoTokenizer.from_pretrained(converted)
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id to left-pad prompts with: the pad token, else EOS (many causal LMs ship no pad token;
+    padded positions are masked, so which id fills them does not matter)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def add_lora(model: torch.nn.Module, cfg) -> PeftModel:
     """Wrap `model` with LoRA adapters; every base weight is frozen, only lora_A/lora_B train.
 
