@@ -205,6 +205,7 @@ class GeneratorConfig:
     negatives: str = "bm25"  # first stage for negatives: bm25 (cheap) | dense (model.name, cached embeddings) | hybrid
     negatives_depth: int = 10  # negatives are drawn from the top-n non-gold candidates
     max_gold: int = 2  # gold passages shown at most (claims with more keep the first by id)
+    train_paired: bool = False  # each train claim twice: gold shown, and the gold slot(s) swapped for negatives
     max_length: int = 512  # prompt + answer tokens; longer records are an error, not a silent cut
     max_new_tokens: int = 16  # the abstention sentence is 8 tokens with SmolLM2's tokenizer
     train_max_examples: int = 0  # > 0: cap the training records (CPU budget)

@@ -54,7 +54,8 @@ def cut_to_tokens(tokenizer, text: str, budget: int) -> str:
 
 def build_examples(dataset: BeirDataset, candidates: Mapping[str, Mapping[str, float]], tokenizer, *, k: int,
                    passage_tokens: int, no_gold_share: float, seed: int, qids: list[str] | None = None,
-                   max_examples: int = 0, max_gold: int = 2, negatives_depth: int = 10) -> list[GroundedExample]:
+                   max_examples: int = 0, max_gold: int = 2, negatives_depth: int = 10,
+                   paired: bool = False) -> list[GroundedExample]:
     """Grounded examples for `qids` (default: every query with qrels), deterministic in `seed`.
 
     candidates[qid]: a ranked first-stage run (best first); gold docs in it are skipped, and the
@@ -62,6 +63,11 @@ def build_examples(dataset: BeirDataset, candidates: Mapping[str, Mapping[str, f
     topped up with random non-gold corpus docs when the run is shorter than needed.
     The seeded shuffle of qids is cut to max_examples first, and exactly round(share * n) of
     the kept claims get no gold passage.
+
+    paired=True (for training): every kept claim gives two examples that differ in one slot
+    only: the gold-shown one, then its twin where each gold passage is replaced, in place, by
+    one more negative. The claim and the other passages are then no cue to the answer, so the
+    loss can only be lowered by reading the passages (no_gold_share is not used: half abstain).
     """
     if not 0.0 <= no_gold_share <= 1.0:
         raise ValueError(f"no_gold_share must be in [0, 1], got {no_gold_share}")
@@ -78,20 +84,31 @@ def build_examples(dataset: BeirDataset, candidates: Mapping[str, Mapping[str, f
         gold_docs = sorted(d for d, grade in dataset.qrels.get(qid, {}).items() if grade > 0)
         if not gold_docs:
             raise ValueError(f"query {qid} has no positive qrels; grounded examples need them")
-        shown_gold = [] if n < n_abstain else gold_docs[:max_gold]
+        shown_gold = gold_docs[:max_gold] if paired or n >= n_abstain else []
         pool = [d for d in candidates.get(qid, {}) if d not in set(gold_docs)][:max(negatives_depth, k)]
         need = k - len(shown_gold)
-        if len(pool) < need:  # BM25 scores only docs sharing a term: top up with random corpus docs
+        twin = len(shown_gold) if paired else 0  # the negatives that take the gold slots in the twin
+        if len(pool) < need + twin:  # BM25 scores only docs sharing a term: top up with random corpus docs
             rest = sorted(set(dataset.corpus) - set(gold_docs) - set(pool))
-            if len(rest) < need - len(pool):
+            if len(rest) < need + twin - len(pool):
                 raise ValueError(f"query {qid}: the corpus has too few non-gold documents for k={k}")
-            pool += rng.sample(rest, need - len(pool))
-        docs = shown_gold + rng.sample(pool, need)
+            pool += rng.sample(rest, need + twin - len(pool))
+        negatives = rng.sample(pool, need + twin)
+        docs = shown_gold + negatives[:need]
         rng.shuffle(docs)
-        passages = tuple(cut_to_tokens(tokenizer, dataset.corpus[d].full_text(), passage_tokens) for d in docs)
-        gold = tuple(sorted(i + 1 for i, d in enumerate(docs) if d in shown_gold))
-        examples.append(GroundedExample(qid, dataset.queries[qid], passages, tuple(docs), gold))
+        examples.append(_example(dataset, tokenizer, qid, docs, shown_gold, passage_tokens))
+        if paired:
+            fill = iter(negatives[need:])
+            examples.append(_example(dataset, tokenizer, qid, [next(fill) if d in shown_gold else d for d in docs],
+                                     [], passage_tokens))
     return examples
+
+
+def _example(dataset: BeirDataset, tokenizer, qid: str, docs: list[str], shown_gold: list[str],
+             passage_tokens: int) -> GroundedExample:
+    passages = tuple(cut_to_tokens(tokenizer, dataset.corpus[d].full_text(), passage_tokens) for d in docs)
+    gold = tuple(sorted(i + 1 for i, d in enumerate(docs) if d in shown_gold))
+    return GroundedExample(qid, dataset.queries[qid], passages, tuple(docs), gold)
 
 
 @dataclass(frozen=True)

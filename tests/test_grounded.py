@@ -60,6 +60,22 @@ def test_short_candidate_runs_are_topped_up_with_random_non_gold_docs():
         assert len(set(e.doc_ids)) == 4 and {e.doc_ids[i - 1] for i in e.gold} == set(e.doc_ids) & set(ds.qrels[e.qid])
 
 
+def test_paired_examples_differ_only_in_the_gold_slots():
+    ds = dataset()
+    examples = build(ds, paired=True)
+    assert len(examples) == 40 and examples == build(ds, paired=True)
+    for shown, twin in zip(examples[::2], examples[1::2], strict=True):
+        assert shown.qid == twin.qid and shown.gold and not twin.gold and twin.target == ABSTAIN
+        gold_docs = set(ds.qrels[shown.qid])
+        assert {shown.doc_ids[i - 1] for i in shown.gold} == set(shown.doc_ids) & gold_docs
+        assert not set(twin.doc_ids) & gold_docs and len(set(twin.doc_ids)) == 4
+        for i, (a, b) in enumerate(zip(shown.doc_ids, twin.doc_ids, strict=True), start=1):
+            assert (a == b) == (i not in shown.gold)  # every other slot, and its passage, is unchanged
+            assert (shown.passages[i - 1] == twin.passages[i - 1]) == (a == b)
+        ranked = [d for d in candidates(ds)[twin.qid] if d not in gold_docs][:6]
+        assert set(twin.doc_ids) <= set(ranked)
+
+
 def test_max_examples_and_bad_share():
     ds = dataset()
     assert [e.qid for e in build(ds, max_examples=6)] == [e.qid for e in build(ds)][:6]

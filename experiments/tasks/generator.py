@@ -136,7 +136,7 @@ def build(cfg, accelerator) -> TaskParts:
         records = load_instruct_records(cfg.data.train_file)
     else:
         train_examples = build_examples(train, candidates, tokenizer, qids=sorted(split.train_qids),
-                                        max_examples=g.train_max_examples, **common)
+                                        max_examples=g.train_max_examples, paired=g.train_paired, **common)
         records = load_instruct_records(write_instruct_records([e.record() for e in train_examples],
                                                                out / "train_records.jsonl"))
     for name, exs in examples.items():  # the exact evaluation inputs, kept with the run
