@@ -1,15 +1,18 @@
-"""How much of the grounded-answer task can be read from what the prompt shows? Two references
+"""How much of the grounded-answer task can be read from what the prompt shows? References
 for the numbers of the `generator` task (configs/scifact_grounded_lora.py):
 
-1. similarity: MiniLM cosine between the claim and each shown passage; cite the best passage,
-   abstain when the best cosine is below a threshold chosen on the dev examples (exact match).
-   It sees exactly the passages (cut to generator.passage_tokens) the generator sees.
+1. --config (--scorer minilm | qlm): score each shown passage against the claim, cite the best,
+   abstain when the best score is below a threshold chosen on the dev examples (exact match).
+   minilm = MiniLM cosine; qlm = the base generator's query likelihood of the claim given the
+   passage, minus that given an empty passage (zero-shot, no LoRA). Both see exactly the passages
+   (cut to generator.passage_tokens) the generator sees; the test AUC of the best score for
+   telling no-gold examples from the rest needs no threshold.
 2. --run DIR: the first answer token of a finished generator run (base + its LoRA, or the base
    model alone with --base), prompted exactly as the run was (its own config.json): AUC of
    log p("Information") - log p("[") for telling no-gold examples from the rest on DIR's test
    records; 0.5 = no abstention signal to calibrate.
 
-    python experiments/grounded_reference.py --config configs/scifact_grounded_lora.py [--key=value ...]
+    python experiments/grounded_reference.py --config configs/scifact_grounded_lora.py [--scorer qlm] [--key=value ...]
     python experiments/grounded_reference.py --run runs/scifact_grounded_lora [--base]
 """
 
@@ -32,6 +35,7 @@ from ragtune.data.pairs import split_queries
 from ragtune.grounded import ABSTAIN, INSTRUCTION, build_examples, grounded_metrics
 from ragtune.models.encoder import Encoder
 from ragtune.models.generator import load_adapter, load_generator
+from ragtune.models.qlm_reranker import QLMReranker
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -41,7 +45,8 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float(greater + 0.5 * ties)
 
 
-def similarity_reference(cfg) -> dict[str, dict[str, float]]:
+def reference_examples(cfg):
+    """(dev, test) grounded examples exactly as the generator task builds them: all dev claims."""
     g = cfg.generator
     train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
     test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
@@ -49,24 +54,51 @@ def similarity_reference(cfg) -> dict[str, dict[str, float]]:
     candidates = first_stage(cfg, train, test)  # the generator task's own negatives and example settings
     split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
     common = example_settings(cfg)
-    dev = build_examples(train, candidates, tokenizer, qids=sorted(split.dev_qids), **common)  # all dev claims
+    dev = build_examples(train, candidates, tokenizer, qids=sorted(split.dev_qids), **common)
     tst = build_examples(test, candidates, tokenizer, max_examples=g.eval_max_examples, **common)
-    encoder = Encoder.from_config(cfg.model)  # MiniLM by default; its corpus cache is not needed here
+    return dev, tst
 
-    def cosines(examples) -> np.ndarray:  # (N, k)
-        q = encoder.encode([e.claim for e in examples], "query", show_progress=False)
-        p = encoder.encode([p for e in examples for p in e.passages], "doc", show_progress=False)
-        return np.einsum("nh,nkh->nk", q, p.reshape(len(examples), g.k_passages, -1))
 
-    def answers(sims: np.ndarray, threshold: float) -> list[str]:
-        return [ABSTAIN if s.max() < threshold else f"[{int(s.argmax()) + 1}]" for s in sims]
+def minilm_scores(cfg, examples) -> np.ndarray:
+    """(N, k) cosine between each claim and its shown passages under model.name (MiniLM by default)."""
+    encoder = Encoder.from_config(cfg.model)  # its corpus cache is not needed here
+    q = encoder.encode([e.claim for e in examples], "query", show_progress=False)
+    p = encoder.encode([p for e in examples for p in e.passages], "doc", show_progress=False)
+    return np.einsum("nh,nkh->nk", q, p.reshape(len(examples), cfg.generator.k_passages, -1))
 
-    dev_sims, test_sims = cosines(dev), cosines(tst)
-    threshold = max(np.unique(dev_sims.max(axis=1)),
-                    key=lambda t: grounded_metrics(dev, answers(dev_sims, t))["exact_match"])
-    return {"threshold": {"cosine": float(threshold), "dev_examples": len(dev)},
-            "dev": grounded_metrics(dev, answers(dev_sims, threshold)),
-            "test": grounded_metrics(tst, answers(test_sims, threshold))}
+
+def qlm_scores(cfg, examples) -> np.ndarray:
+    """(N, k) pointwise mutual information of claim and passage under the base generator (UPR,
+    ragtune/models/qlm_reranker.py): mean log p(claim | passage) - mean log p(claim | empty passage).
+    The subtraction puts claims of different length and rarity on one scale for the threshold."""
+    model, tokenizer = load_generator(cfg.generator.name, cfg.eval.cache_dir or None)
+    qlm = QLMReranker(model.eval(), tokenizer, doc_max_tokens=cfg.generator.passage_tokens)
+    k = cfg.generator.k_passages
+    claims = [e.claim for e in examples]
+    given = qlm.score([c for c in claims for _ in range(k)], [p for e in examples for p in e.passages],
+                      show_progress=True).reshape(len(examples), k)
+    return given - qlm.score(claims, [""] * len(claims))[:, None]
+
+
+SCORERS = {"minilm": minilm_scores, "qlm": qlm_scores}
+
+
+def similarity_reference(cfg, scorer: str) -> dict[str, dict[str, float]]:
+    """Cite the best-scoring passage; abstain when the best score is below a dev-chosen threshold."""
+    dev, tst = reference_examples(cfg)
+
+    def answers(scores: np.ndarray, threshold: float) -> list[str]:
+        return [ABSTAIN if s.max() < threshold else f"[{int(s.argmax()) + 1}]" for s in scores]
+
+    dev_scores, test_scores = SCORERS[scorer](cfg, dev), SCORERS[scorer](cfg, tst)
+    threshold = max(np.unique(dev_scores.max(axis=1)),
+                    key=lambda t: grounded_metrics(dev, answers(dev_scores, t))["exact_match"])
+    best = test_scores.max(axis=1)
+    no_gold = np.array([not e.gold for e in tst])
+    return {"threshold": {"value": float(threshold), "dev_examples": len(dev)},
+            "dev": grounded_metrics(dev, answers(dev_scores, threshold)),
+            "test": {**grounded_metrics(tst, answers(test_scores, threshold)),
+                     "abstention_auc": auc(-best[no_gold], -best[~no_gold])}}
 
 
 @torch.inference_mode()
@@ -97,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--run", type=Path,
                        help="a finished generator run: first-token abstention AUC on its test records")
     parser.add_argument("--base", action="store_true", help="with --run: score the base model instead of base + LoRA")
+    parser.add_argument("--scorer", choices=sorted(SCORERS), default="minilm",
+                        help="with --config: MiniLM cosine, or the base generator's query likelihood (PMI)")
     args, rest = parser.parse_known_args(argv)
     torch.manual_seed(0)
     try:
@@ -105,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"--run reads the run's own config; drop {rest}")
             res = first_token_auc(args.run, args.base)
         else:
-            res = similarity_reference(apply_overrides(load_config_file(args.config), parse_cli_overrides(rest)))
+            res = similarity_reference(apply_overrides(load_config_file(args.config), parse_cli_overrides(rest)),
+                                       args.scorer)
     except (ConfigError, DataError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -114,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
               f"no-gold): AUC {res['auc']:.3f}, mean log p(abstain) - log p('[') {res['mean_margin_no_gold']:.2f} "
               f"(no gold) vs {res['mean_margin_gold']:.2f} (gold shown)")
         return 0
-    print(f"MiniLM cosine threshold {res['threshold']['cosine']:.3f} chosen on {res['threshold']['dev_examples']} "
+    print(f"{args.scorer} threshold {res['threshold']['value']:.3f} chosen on {res['threshold']['dev_examples']} "
           "dev examples (exact match)")
     for split in ("dev", "test"):
         print(split, " ".join(f"{k} {v:.3f}" for k, v in res[split].items()))
