@@ -32,17 +32,10 @@ from ragtune.config import ConfigError, apply_overrides, load_config_file, parse
 from ragtune.data.beir import DataError, load_beir
 from ragtune.data.instruct import load_instruct_records, prompt_ids
 from ragtune.data.pairs import split_queries
-from ragtune.grounded import ABSTAIN, INSTRUCTION, build_examples, grounded_metrics
+from ragtune.grounded import ABSTAIN, INSTRUCTION, auc, build_examples, grounded_metrics
 from ragtune.models.encoder import Encoder
 from ragtune.models.generator import load_adapter, load_generator
 from ragtune.models.qlm_reranker import QLMReranker
-
-
-def auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """P(score of a random positive > score of a random negative), ties count half."""
-    greater = (positive[:, None] > negative[None, :]).mean()
-    ties = (positive[:, None] == negative[None, :]).mean()
-    return float(greater + 0.5 * ties)
 
 
 def reference_examples(cfg):

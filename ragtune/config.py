@@ -215,6 +215,9 @@ class GeneratorConfig:
     bucket_size: int = 8  # length bucketing window in batches; 0 = plain shuffle
     system_prompt: str = "You answer strictly from the numbered passages."
     query_first: bool = False  # the claim before the passages (a causal LM then reads them knowing the claim)
+    # test answers also with a bias on the abstention sentence's first token, chosen on all dev claims
+    # (dev exact match) for the baseline and the final model separately; plain greedy is still reported
+    calibrate_abstention: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,13 @@ Metrics over parsed predictions (`parse_answer`):
     abstention_recall     = #(predicted abstain and no gold shown) / #no-gold examples
     exact_match           = #(stripped output == target string) / #examples
     valid_format          = share of outputs that are ids only or the abstention sentence
+
+Calibrated abstention (`calibrated_answers`, `choose_abstain_bias`): greedy decoding with a bias
+b added to the logit of the abstention sentence's first token at the first answer position. With
+    margin = logit(abstention's first token) - max logit of every other token   (first position)
+greedy abstains exactly when margin + b > 0, and otherwise starts with the best other token; so
+one answer forced to abstain and one with the abstention token barred give the greedy answer
+for every b. b = 0 is plain greedy decoding.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
 
 from ragtune.data.beir import BeirDataset
 from ragtune.data.instruct import InstructRecord
@@ -150,3 +160,33 @@ def grounded_metrics(examples: list[GroundedExample], outputs: list[str]) -> dic
         / max(1, len(examples)),
         "valid_format": sum(p.valid for p in parsed) / max(1, len(parsed)),
     }
+
+
+def calibrated_answers(cite: list[str], abstain: list[str], margins, bias: float) -> list[str]:
+    """Greedy answers under abstention bias `bias` (module doc): the abstaining answer where
+    margin + bias > 0, else the answer decoded with the abstention token barred."""
+    if not len(cite) == len(abstain) == len(margins):
+        raise ValueError(f"{len(cite)} citing answers, {len(abstain)} abstaining, {len(margins)} margins")
+    return [a if m + bias > 0 else c for c, a, m in zip(cite, abstain, margins, strict=True)]
+
+
+def choose_abstain_bias(examples: list[GroundedExample], cite: list[str], abstain: list[str], margins) -> float:
+    """The bias with the best exact match on `examples` (dev claims); ties go to the smallest |bias|.
+
+    The answers change only where -bias crosses a margin, so one bias per gap between sorted
+    margins (its midpoint), one below and one above them all, and 0 cover every outcome.
+    """
+    edges = sorted(set(float(m) for m in margins))
+    if not edges:
+        return 0.0
+    candidates = {0.0, -(edges[0] - 1.0), -(edges[-1] + 1.0)} | {-(a + b) / 2 for a, b in pairwise(edges)}
+    score = {b: grounded_metrics(examples, calibrated_answers(cite, abstain, margins, b))["exact_match"]
+             for b in candidates}
+    return min(candidates, key=lambda b: (-score[b], abs(b)))
+
+
+def auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(score of a random positive > score of a random negative), ties count half."""
+    greater = (positive[:, None] > negative[None, :]).mean()
+    ties = (positive[:, None] == negative[None, :]).mean()
+    return float(greater + 0.5 * ties)

@@ -13,7 +13,8 @@ import torch
 from peft import PeftModel
 
 from ragtune.config import GeneratorConfig
-from ragtune.data.instruct import InstructRecord, answer_loss, collate_left, encode_record
+from ragtune.data.instruct import InstructRecord, answer_loss, collate_left, encode_record, prompt_ids
+from ragtune.grounded import INSTRUCTION
 from ragtune.models.generator import add_lora, load_adapter, merge_lora, save_adapter, trainable_parameters
 from tests.conftest import FILLER, REPO, TOPICS
 
@@ -162,7 +163,7 @@ def get_config():
         data=DataConfig(dataset="tiny", data_root={root!r}, dev_fraction=0.2),
         generator=GeneratorConfig(name={model!r}, lora_r=4, lora_alpha=8, k_passages=3, passage_tokens=6,
                                   no_gold_share=0.3, max_new_tokens=6, dev_max_examples=4, eval_max_examples=6,
-                                  eval_batch_size=4, merge=True),
+                                  eval_batch_size=4, merge=True, calibrate_abstention=True),
         optim=OptimConfig(lr=1e-2, warmup_ratio=0.0),
         train=TrainConfig(epochs=1, batch_size=4, metric_for_best="exact_match"),
         log=LogConfig(wandb="disabled", log_every=1),
@@ -182,6 +183,18 @@ def test_generator_task_end_to_end(tmp_path, subprocess_env, tiny_data_root):
     for stage in ("baseline", "final"):
         for metric in ("citation_accuracy", "abstention_precision", "abstention_recall", "exact_match"):
             assert 0.0 <= results[f"{stage}/test/{metric}"] <= 1.0
+            assert 0.0 <= results[f"{stage}/test/calibrated_{metric}"] <= 1.0
+        assert 0.0 <= results[f"{stage}/test/abstain_auc"] <= 1.0
+    # the bias was chosen on all 6 dev claims; test predictions keep both answers and the margin
+    assert len((out / "calibration_records.jsonl").read_text().splitlines()) == 6
+    last_test = sorted((out / "predictions").glob("*-test.jsonl"))[-1]
+    final = [json.loads(line) for line in last_test.read_text().splitlines()]
+    bias = results["final/test/abstain_bias"]
+    for r in final:  # the bias changes an answer only where it moves the margin across 0
+        if (r["margin"] > 0) == (r["margin"] + bias > 0):
+            assert r["calibrated"] == r["output"]
+        else:
+            assert r["calibrated"].startswith("Information") != r["output"].startswith("Information")
     records = [json.loads(line) for line in (out / "train_records.jsonl").read_text().splitlines()]
     assert len(records) == 24 and all(len(r["contexts"]) == 3 for r in records)  # 30 train claims - 6 dev
     assert len((out / "test_records.jsonl").read_text().splitlines()) == 6
@@ -235,3 +248,30 @@ def test_pad_token_id_falls_back_to_eos_only_when_there_is_no_pad_token():
 
     assert pad_token_id(SimpleNamespace(pad_token_id=None, eos_token_id=2)) == 2
     assert pad_token_id(SimpleNamespace(pad_token_id=0, eos_token_id=2)) == 0  # id 0 is a real pad token
+
+
+def test_both_ways_rebuild_greedy_decoding_under_any_abstention_bias():
+    """ragtune/grounded.py's claim: the answer with abstaining barred, the one forced to abstain and
+    the first-token margin give exactly what greedy decoding with a bias on that token gives."""
+    import numpy as np
+
+    from experiments.tasks.generator import abstain_margins, abstain_token_id, both_ways, greedy_answers
+    from ragtune.grounded import calibrated_answers
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(vocab_size=len(tok), init=0.3)
+    g = GeneratorConfig(max_new_tokens=4, eval_batch_size=3, system_prompt="")
+    records = [InstructRecord(f"Claim : {t} w{i}", (f"{t} study w{i + 3}", "galaxy data", TOPICS[i + 1]), "[ 1 ]")
+               for i, t in enumerate(TOPICS[:7])]
+    cite, abstain, margins = both_ways(model, tok, records, g, show_progress=False)
+    assert all(a.startswith("Information") for a in abstain) and not any(c.startswith("Information") for c in cite)
+    for bias in (0.0, float(-np.median(margins)) + 1e-3, float(-margins.min()) + 0.01):  # no exact ties
+        biased = greedy_answers(model, tok, records, g, show_progress=False, abstain_bias=bias)
+        assert calibrated_answers(cite, abstain, margins, bias) == biased
+    # a margin by hand: one unpadded forward, the abstention token's logit minus the best other one
+    ids = prompt_ids(tok, records[2], "", INSTRUCTION)
+    logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+    token = abstain_token_id(tok)
+    others = torch.cat([logits[:token], logits[token + 1:]])
+    assert abs(margins[2] - float(logits[token] - others.max())) < 1e-4
+    assert abstain_margins(model, tok, records[2:3], g)[0] == margins[2]

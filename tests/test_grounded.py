@@ -3,10 +3,21 @@ metrics on hand-made predictions with hand-computed values."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ragtune.data.beir import BeirDataset, Doc
-from ragtune.grounded import ABSTAIN, GroundedExample, Parsed, build_examples, grounded_metrics, parse_answer
+from ragtune.grounded import (
+    ABSTAIN,
+    GroundedExample,
+    Parsed,
+    auc,
+    build_examples,
+    calibrated_answers,
+    choose_abstain_bias,
+    grounded_metrics,
+    parse_answer,
+)
 from tests.conftest import FILLER, TOPICS
 from tests.test_generator import tiny_tokenizer
 
@@ -114,3 +125,37 @@ def test_metrics_on_hand_made_predictions():
     assert grounded_metrics([ex((1,))], ["[1]"])["abstention_precision"] == 0.0  # none predicted: 0, no error
     with pytest.raises(ValueError, match="1 examples but 2 outputs"):
         grounded_metrics([ex((1,))], ["[1]", "[2]"])
+
+
+def test_auc_counts_ordered_pairs_and_half_ties():
+    # pairs (3,2) (3,0) (1,0) ordered, (1,2) not: 3 of 4
+    assert auc(np.array([3.0, 1.0]), np.array([2.0, 0.0])) == 0.75
+    assert auc(np.array([1.0]), np.array([1.0])) == 0.5
+    assert auc(np.array([0.0, 0.0]), np.array([1.0, 2.0])) == 0.0
+
+
+def test_calibrated_answers_abstain_exactly_where_margin_plus_bias_is_positive():
+    cite, abstain = ["[1]", "[2]", "[3]"], [ABSTAIN] * 3
+    margins = [-2.0, 0.5, -0.1]
+    assert calibrated_answers(cite, abstain, margins, 0.0) == ["[1]", ABSTAIN, "[3]"]  # plain greedy
+    assert calibrated_answers(cite, abstain, margins, 0.2) == ["[1]", ABSTAIN, ABSTAIN]
+    assert calibrated_answers(cite, abstain, margins, -1.0) == ["[1]", "[2]", "[3]"]
+    with pytest.raises(ValueError, match="2 margins"):
+        calibrated_answers(cite, abstain, margins[:2], 0.0)
+
+
+def test_choose_abstain_bias_maximises_dev_exact_match_with_the_smallest_shift():
+    def ex(qid, gold):
+        return GroundedExample(qid, "c", ("a", "b"), ("d1", "d2"), gold)
+
+    examples = [ex("q1", (1,)), ex("q2", ()), ex("q3", ()), ex("q4", (2,))]
+    cite = ["[1]", "[1]", "[2]", "[2]"]  # right for q1 and q4 when they do not abstain
+    abstain = [ABSTAIN] * 4
+    # margins: q2 and q3 (no gold) sit above q1 and q4 but all below 0, so greedy never abstains
+    margins = [-3.0, -1.0, -0.5, -2.0]
+    # abstaining on exactly q2 and q3 needs -bias between -2 and -1: the midpoint bias is 1.5
+    bias = choose_abstain_bias(examples, cite, abstain, margins)
+    assert bias == 1.5
+    assert calibrated_answers(cite, abstain, margins, bias) == ["[1]", ABSTAIN, ABSTAIN, "[2]"]
+    # already perfect at 0: 0 wins the tie over every other perfect bias
+    assert choose_abstain_bias(examples, cite, abstain, [-3.0, 1.0, 0.5, -2.0]) == 0.0

@@ -15,9 +15,11 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from experiments.tasks import TaskParts
 from ragtune.config import ConfigError, config_from_dict
@@ -34,7 +36,16 @@ from ragtune.data.instruct import (
 from ragtune.data.pairs import split_queries
 from ragtune.first_stage import KINDS as FIRST_STAGES
 from ragtune.first_stage import first_stage_run
-from ragtune.grounded import ABSTAIN, INSTRUCTION, GroundedExample, build_examples, grounded_metrics
+from ragtune.grounded import (
+    ABSTAIN,
+    INSTRUCTION,
+    GroundedExample,
+    auc,
+    build_examples,
+    calibrated_answers,
+    choose_abstain_bias,
+    grounded_metrics,
+)
 from ragtune.models.encoder import Encoder
 from ragtune.models.generator import (
     add_lora,
@@ -85,12 +96,54 @@ def example_settings(cfg) -> dict:
                 max_gold=g.max_gold, negatives_depth=g.negatives_depth)
 
 
+def abstain_token_id(tokenizer) -> int:
+    """The first token of the abstention sentence as an answer (what greedy decoding picks to abstain)."""
+    return tokenizer(ABSTAIN, add_special_tokens=False)["input_ids"][0]
+
+
+class FirstTokenBias(LogitsProcessor):
+    """Adds `bias` to one token's score at the first generated position only (prompts padded to `start`)."""
+
+    def __init__(self, token_id: int, bias: float, start: int):
+        self.token_id, self.bias, self.start = token_id, bias, start
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] == self.start:
+            scores[:, self.token_id] += self.bias
+        return scores
+
+
 @torch.inference_mode()
-def greedy_answers(model, tokenizer, records: list, g, desc: str = "generate", show_progress: bool = True) -> list[str]:
+def abstain_margins(model, tokenizer, records: list, g) -> np.ndarray:
+    """(N,) logit of the abstention's first token minus the best other logit, at the first answer
+    position: greedy decoding abstains exactly where this is > 0 (ragtune/grounded.py)."""
+    pad_id, token = pad_token_id(tokenizer), abstain_token_id(tokenizer)
+    was_training = model.training
+    model.eval()
+    prompts = [prompt_ids(tokenizer, r, g.system_prompt, INSTRUCTION, g.query_first) for r in records]
+    margins = np.empty(len(prompts), dtype=np.float64)
+    device = next(model.parameters()).device
+    for s in range(0, len(prompts), g.eval_batch_size):
+        idx = list(range(s, min(s + g.eval_batch_size, len(prompts))))
+        batch = collate_left([(prompts[i], prompts[i]) for i in idx], pad_id)
+        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                       logits_to_keep=1).logits[:, -1].float().cpu()  # (B, V)
+        chosen = logits[:, token].clone()
+        logits[:, token] = float("-inf")
+        margins[idx] = (chosen - logits.max(dim=1).values).numpy()
+    model.train(was_training)
+    return margins
+
+
+@torch.inference_mode()
+def greedy_answers(model, tokenizer, records: list, g, desc: str = "generate", show_progress: bool = True,
+                   abstain_bias: float = 0.0) -> list[str]:
     """Greedy answers to instruct records, batched by prompt length with left padding; input order kept.
 
     `g` is the GeneratorConfig (prompt settings, batch size, max_new_tokens). The evaluation and
     experiments/verify_lora_reload.py both call this, so a reload check replays the same batches.
+    abstain_bias is added to the abstention sentence's first token at the first answer position
+    (ragtune/grounded.py: +-1e4 forces or bars abstaining).
     """
     pad_id = pad_token_id(tokenizer)
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() \
@@ -105,13 +158,23 @@ def greedy_answers(model, tokenizer, records: list, g, desc: str = "generate", s
         idx = order[s:s + g.eval_batch_size]
         batch = collate_left([(prompts[i], prompts[i]) for i in idx], pad_id)
         length = batch["input_ids"].shape[1]
+        bias = LogitsProcessorList([FirstTokenBias(abstain_token_id(tokenizer), abstain_bias, length)] if abstain_bias
+                                   else [])
         new = model.generate(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                              max_new_tokens=g.max_new_tokens, do_sample=False, eos_token_id=end_id,
-                             pad_token_id=pad_id)[:, length:]  # (B, new)
+                             pad_token_id=pad_id, logits_processor=bias)[:, length:]  # (B, new)
         for i, row in zip(idx, new.tolist(), strict=True):
             outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
     model.train(was_training)
     return outputs
+
+
+def both_ways(model, tokenizer, records: list, g, desc: str = "generate", show_progress: bool = True):
+    """(answers with abstaining barred, answers forced to abstain, first-token margins): together
+    the greedy answer under any abstention bias (ragtune/grounded.py calibrated_answers)."""
+    return (greedy_answers(model, tokenizer, records, g, f"{desc}, cite", show_progress, abstain_bias=-1e4),
+            greedy_answers(model, tokenizer, records, g, f"{desc}, abstain", show_progress, abstain_bias=1e4),
+            abstain_margins(model, tokenizer, records, g))
 
 
 def build(cfg, accelerator) -> TaskParts:
@@ -132,6 +195,8 @@ def build(cfg, accelerator) -> TaskParts:
                               max_examples=g.dev_max_examples, **common),
         test.split: build_examples(test, candidates, tokenizer, max_examples=g.eval_max_examples, **common),
     }
+    if g.calibrate_abstention:  # every dev claim: the abstention bias is one number, but a noisy one
+        examples["calibration"] = build_examples(train, candidates, tokenizer, qids=sorted(split.dev_qids), **common)
     if cfg.data.train_file:
         records = load_instruct_records(cfg.data.train_file)
     else:
@@ -162,20 +227,36 @@ def build(cfg, accelerator) -> TaskParts:
     def evaluate(model, split_name: str) -> dict[str, float]:
         exs = examples[split_name]
         start = time.perf_counter()
-        outputs = greedy_answers(model, tokenizer, [e.record() for e in exs], g,
-                                 desc=f"generate {split_name}", show_progress=accelerator.is_main_process)
+        extra, rows = {}, [{} for _ in exs]
+        if g.calibrate_abstention and split_name != "dev":
+            # the bias is chosen for this model on all dev claims, then applied to the test answers
+            show = accelerator.is_main_process
+            cal = examples["calibration"]
+            cal_answers = both_ways(model, tokenizer, [e.record() for e in cal], g, "calibrate", show)
+            bias = choose_abstain_bias(cal, *cal_answers)
+            records = [e.record() for e in exs]
+            cite, abstain, margins = both_ways(model, tokenizer, records, g, f"generate {split_name}", show)
+            outputs = calibrated_answers(cite, abstain, margins, 0.0)  # = plain greedy decoding
+            calibrated = calibrated_answers(cite, abstain, margins, bias)
+            no_gold = np.array([not e.gold for e in exs])
+            extra = {f"calibrated_{k}": v for k, v in grounded_metrics(exs, calibrated).items()}
+            extra.update(abstain_bias=bias, abstain_auc=auc(margins[no_gold], margins[~no_gold]))
+            rows = [{"margin": float(m), "calibrated": c} for m, c in zip(margins, calibrated, strict=True)]
+        else:
+            outputs = greedy_answers(model, tokenizer, [e.record() for e in exs], g,
+                                     desc=f"generate {split_name}", show_progress=accelerator.is_main_process)
         seconds = time.perf_counter() - start
         calls["n"] += 1
         if accelerator.is_main_process:  # every evaluation's answers, for inspection
             pred_dir = out / "predictions"
             pred_dir.mkdir(parents=True, exist_ok=True)
             (pred_dir / f"{calls['n']:02d}-{split_name}.jsonl").write_text("".join(
-                json.dumps({"qid": e.qid, "target": e.target, "output": o}) + "\n"
-                for e, o in zip(exs, outputs, strict=True)))
+                json.dumps({"qid": e.qid, "target": e.target, "output": o, **row}) + "\n"
+                for e, o, row in zip(exs, outputs, rows, strict=True)))
         if split_name != "dev":
             parts.timings[f"generate_{split_name}_seconds_{calls['n']:02d}"] = seconds
             parts.timings[f"generate_{split_name}_examples"] = len(exs)
-        return grounded_metrics(exs, outputs)
+        return {**grounded_metrics(exs, outputs), **extra}
 
     def export(model, path: Path) -> None:
         save_adapter(model, path)
