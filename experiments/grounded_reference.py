@@ -9,8 +9,9 @@ for the numbers of the `generator` task (configs/scifact_grounded_lora.py):
    telling no-gold examples from the rest needs no threshold.
 2. --run DIR: the first answer token of a finished generator run (base + its LoRA, or the base
    model alone with --base), prompted exactly as the run was (its own config.json): AUC of
-   log p("Information") - log p("[") for telling no-gold examples from the rest on DIR's test
-   records; 0.5 = no abstention signal to calibrate.
+   the logit of the abstention's first token minus the best other logit (greedy abstains where
+   it is > 0) for telling no-gold examples from the rest on DIR's test records; 0.5 = no
+   abstention signal to calibrate.
 
     python experiments/grounded_reference.py --config configs/scifact_grounded_lora.py [--scorer qlm] [--key=value ...]
     python experiments/grounded_reference.py --run runs/scifact_grounded_lora [--base]
@@ -27,12 +28,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python experiments/x.py` finds experiments.*
-from experiments.tasks.generator import example_settings, finished_run, first_stage
+from experiments.tasks.generator import abstain_margins, example_settings, finished_run, first_stage
 from ragtune.config import ConfigError, apply_overrides, load_config_file, parse_cli_overrides
 from ragtune.data.beir import DataError, load_beir
-from ragtune.data.instruct import load_instruct_records, prompt_ids
+from ragtune.data.instruct import load_instruct_records
 from ragtune.data.pairs import split_queries
-from ragtune.grounded import ABSTAIN, INSTRUCTION, auc, build_examples, grounded_metrics
+from ragtune.grounded import ABSTAIN, auc, build_examples, grounded_metrics
 from ragtune.models.encoder import Encoder
 from ragtune.models.generator import load_adapter, load_generator
 from ragtune.models.qlm_reranker import QLMReranker
@@ -101,16 +102,9 @@ def first_token_auc(run_dir: Path, base: bool) -> dict[str, float]:
     model, tokenizer = load_generator(g.name, cfg.eval.cache_dir or None)
     if not base:
         model = load_adapter(model, run_dir / "model")
-    model.eval()
     records = load_instruct_records(records_path)
-    abstain_id = tokenizer(ABSTAIN, add_special_tokens=False)["input_ids"][0]
-    cite_id = tokenizer("[", add_special_tokens=False)["input_ids"][0]
-    margins = []
-    for r in records:
-        ids = prompt_ids(tokenizer, r, g.system_prompt, INSTRUCTION, g.query_first)
-        logp = model(input_ids=torch.tensor([ids])).logits[0, -1].log_softmax(-1)
-        margins.append(float(logp[abstain_id] - logp[cite_id]))
-    margins, no_gold = np.array(margins), np.array([r.answer == ABSTAIN for r in records])
+    margins = abstain_margins(model, tokenizer, records, g)  # what greedy decoding thresholds at 0
+    no_gold = np.array([r.answer == ABSTAIN for r in records])
     return {"examples": len(records), "no_gold": int(no_gold.sum()), "auc": auc(margins[no_gold], margins[~no_gold]),
             "mean_margin_no_gold": float(margins[no_gold].mean()), "mean_margin_gold": float(margins[~no_gold].mean())}
 
@@ -139,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.run:
         print(f"{'base' if args.base else 'LoRA'} first token on {res['examples']} test records ({res['no_gold']} "
-              f"no-gold): AUC {res['auc']:.3f}, mean log p(abstain) - log p('[') {res['mean_margin_no_gold']:.2f} "
+              f"no-gold): AUC {res['auc']:.3f}, mean abstention margin {res['mean_margin_no_gold']:.2f} "
               f"(no gold) vs {res['mean_margin_gold']:.2f} (gold shown)")
         return 0
     print(f"{args.scorer} threshold {res['threshold']['value']:.3f} chosen on {res['threshold']['dev_examples']} "
