@@ -92,7 +92,11 @@ def similarity_reference(cfg, scorer: str) -> dict[str, dict[str, float]]:
     return {"threshold": {"value": float(threshold), "dev_examples": len(dev)},
             "dev": grounded_metrics(dev, answers(dev_scores, threshold)),
             "test": {**grounded_metrics(tst, answers(test_scores, threshold)),
-                     "abstention_auc": auc(-best[no_gold], -best[~no_gold])}}
+                     "abstention_auc": auc(-best[no_gold], -best[~no_gold]),
+                     # the top passage is a gold one, on answerable claims, whatever the threshold
+                     "best_passage_accuracy": float(np.mean([e.gold and int(s.argmax()) + 1 in e.gold
+                                                             for e, s in zip(tst, test_scores, strict=True)
+                                                             if e.gold]))}}
 
 
 @torch.inference_mode()

@@ -270,7 +270,8 @@ def test_both_ways_rebuild_greedy_decoding_under_any_abstention_bias():
         assert calibrated_answers(cite, abstain, margins, bias) == biased
     # a margin by hand: one unpadded forward, the abstention token's logit minus the best other one
     ids = prompt_ids(tok, records[2], "", INSTRUCTION)
-    logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
     token = abstain_token_id(tok)
     others = torch.cat([logits[:token], logits[token + 1:]])
     assert abs(margins[2] - float(logits[token] - others.max())) < 1e-4

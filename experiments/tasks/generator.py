@@ -228,23 +228,27 @@ def build(cfg, accelerator) -> TaskParts:
         exs = examples[split_name]
         start = time.perf_counter()
         extra, rows = {}, [{} for _ in exs]
+        records = [e.record() for e in exs]
+        show = accelerator.is_main_process
         if g.calibrate_abstention and split_name != "dev":
             # the bias is chosen for this model on all dev claims, then applied to the test answers
-            show = accelerator.is_main_process
             cal = examples["calibration"]
             cal_answers = both_ways(model, tokenizer, [e.record() for e in cal], g, "calibrate", show)
             bias = choose_abstain_bias(cal, *cal_answers)
-            records = [e.record() for e in exs]
             cite, abstain, margins = both_ways(model, tokenizer, records, g, f"generate {split_name}", show)
             outputs = calibrated_answers(cite, abstain, margins, 0.0)  # = plain greedy decoding
             calibrated = calibrated_answers(cite, abstain, margins, bias)
-            no_gold = np.array([not e.gold for e in exs])
             extra = {f"calibrated_{k}": v for k, v in grounded_metrics(exs, calibrated).items()}
-            extra.update(abstain_bias=bias, abstain_auc=auc(margins[no_gold], margins[~no_gold]))
-            rows = [{"margin": float(m), "calibrated": c} for m, c in zip(margins, calibrated, strict=True)]
+            extra["abstain_bias"] = bias
+            rows = [{"calibrated": c} for c in calibrated]
         else:
-            outputs = greedy_answers(model, tokenizer, [e.record() for e in exs], g,
-                                     desc=f"generate {split_name}", show_progress=accelerator.is_main_process)
+            outputs = greedy_answers(model, tokenizer, records, g, desc=f"generate {split_name}", show_progress=show)
+            if split_name != "dev":
+                margins = abstain_margins(model, tokenizer, records, g)  # one forward per example
+        if split_name != "dev":  # how well the first-token margin alone tells no-gold claims apart
+            no_gold = np.array([not e.gold for e in exs])
+            extra["abstain_auc"] = auc(margins[no_gold], margins[~no_gold])
+            rows = [{**row, "margin": float(m)} for row, m in zip(rows, margins, strict=True)]
         seconds = time.perf_counter() - start
         calls["n"] += 1
         if accelerator.is_main_process:  # every evaluation's answers, for inspection
