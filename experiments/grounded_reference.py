@@ -84,7 +84,8 @@ def similarity_reference(cfg, scorer: str) -> dict[str, dict[str, float]]:
     def answers(scores: np.ndarray, threshold: float) -> list[str]:
         return [ABSTAIN if s.max() < threshold else f"[{int(s.argmax()) + 1}]" for s in scores]
 
-    dev_scores, test_scores = SCORERS[scorer](cfg, dev), SCORERS[scorer](cfg, tst)
+    scores = SCORERS[scorer](cfg, dev + tst)  # one call: the scoring model is loaded once
+    dev_scores, test_scores = scores[:len(dev)], scores[len(dev):]
     threshold = max(np.unique(dev_scores.max(axis=1)),
                     key=lambda t: grounded_metrics(dev, answers(dev_scores, t))["exact_match"])
     best = test_scores.max(axis=1)

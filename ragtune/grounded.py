@@ -187,6 +187,8 @@ def choose_abstain_bias(examples: list[GroundedExample], cite: list[str], abstai
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """P(score of a random positive > score of a random negative), ties count half."""
+    if not len(positive) or not len(negative):
+        raise ValueError(f"AUC needs both classes: {len(positive)} positive, {len(negative)} negative scores")
     greater = (positive[:, None] > negative[None, :]).mean()
     ties = (positive[:, None] == negative[None, :]).mean()
     return float(greater + 0.5 * ties)

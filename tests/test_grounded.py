@@ -132,6 +132,8 @@ def test_auc_counts_ordered_pairs_and_half_ties():
     assert auc(np.array([3.0, 1.0]), np.array([2.0, 0.0])) == 0.75
     assert auc(np.array([1.0]), np.array([1.0])) == 0.5
     assert auc(np.array([0.0, 0.0]), np.array([1.0, 2.0])) == 0.0
+    with pytest.raises(ValueError, match="both classes: 0 positive"):
+        auc(np.array([]), np.array([1.0]))
 
 
 def test_calibrated_answers_abstain_exactly_where_margin_plus_bias_is_positive():

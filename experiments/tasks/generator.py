@@ -247,7 +247,8 @@ def build(cfg, accelerator) -> TaskParts:
                 margins = abstain_margins(model, tokenizer, records, g)  # one forward per example
         if split_name != "dev":  # how well the first-token margin alone tells no-gold claims apart
             no_gold = np.array([not e.gold for e in exs])
-            extra["abstain_auc"] = auc(margins[no_gold], margins[~no_gold])
+            if 0 < no_gold.sum() < len(exs):  # undefined with one class (no_gold_share 0 or 1)
+                extra["abstain_auc"] = auc(margins[no_gold], margins[~no_gold])
             rows = [{**row, "margin": float(m)} for row, m in zip(rows, margins, strict=True)]
         seconds = time.perf_counter() - start
         calls["n"] += 1
