@@ -12,10 +12,12 @@ import dataclasses
 import difflib
 import importlib.util
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 class ConfigError(ValueError):
@@ -25,7 +27,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "minilm"  # alias 'minilm' (packaged all-MiniLM-L6-v2) or a local HF folder
-    pooling: str = "mean"  # cls | mean | max | last
+    pooling: Literal["cls", "mean", "max", "last"] = "mean"
     normalize: bool = True
     query_prefix: str = ""
     doc_prefix: str = ""
@@ -51,7 +53,7 @@ class LossConfig:
     learn_temperature: bool = False
     symmetric: bool = False
     margin: float = 1.0
-    distance: str = "cosine"  # triplet: cosine | euclidean
+    distance: Literal["cosine", "euclidean"] = "cosine"  # triplet loss
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class OptimConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_ratio: float = 0.1
-    schedule: str = "linear"  # linear | cosine | constant
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float = 1.0
 
 
@@ -70,7 +72,7 @@ class TrainConfig:
     max_steps: int = 0  # > 0 caps the number of optimizer steps
     batch_size: int = 32
     grad_accum: int = 1
-    mixed_precision: str = "no"  # no | bf16 | fp16 (fp32 is the CPU default)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # fp16 needs a GPU; bf16 on a CPU is slow (warned)
     eval_every: int = 0  # optimizer steps between dev evaluations; 0 = once per epoch
     save_every: int = 0  # optimizer steps between checkpoints; 0 = at each evaluation
     metric_for_best: str = "ndcg@10"
@@ -97,7 +99,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    wandb: str = "offline"  # offline | online | disabled
+    wandb: Literal["offline", "online", "disabled"] = "offline"  # WANDB_MODE in the environment wins
     project: str = "ragtune"
     run_name: str = ""
     group: str = ""
@@ -106,7 +108,7 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class MiningConfig:
-    source: str = ""  # "" (no mining) | dense | bm25
+    source: Literal["", "dense", "bm25"] = ""  # "" = no mining
     top_k: int = 100  # candidates retrieved per query
     rank_start: int = 0  # sample negatives from ranks [rank_start, rank_end) after removing positives
     rank_end: int = 50
@@ -119,7 +121,7 @@ class MiningConfig:
 class HybridConfig:
     """First stages (ragtune/first_stage.py): BM25 settings and BM25 + dense fusion."""
 
-    fusion: str = "weighted"  # weighted (min-max normalised scores) | rrf; chosen on SciFact train
+    fusion: Literal["weighted", "rrf"] = "weighted"  # weighted = min-max normalised scores; chosen on SciFact train
     weight: float = 0.5  # dense share; BM25 gets 1 - weight (both fusions)
     rrf_k: float = 60.0
     depth: int = 100  # candidates taken from each source before fusing
@@ -130,11 +132,12 @@ class HybridConfig:
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    kind: str = "linear"  # linear | low_rank | residual
+    kind: Literal["linear", "low_rank", "residual"] = "linear"
     rank: int = 64  # low_rank / residual bottleneck
     bias: bool = False
     normalize: bool = True  # L2-normalise adapted queries (cached docs are normalised when model.normalize)
-    negatives: str = "random"  # random (corpus) | hard (frozen top-k minus positives) | none (in-batch only)
+    # random (corpus) | hard (frozen top-k minus positives) | none (in-batch only)
+    negatives: Literal["random", "hard", "none"] = "random"
     num_negatives: int = 1  # negatives per query in each group [pos, neg_1..neg_k]
     hard_top_k: int = 50  # hard negatives are drawn from the frozen encoder's top-k, positives removed
     num_threads: int = 1  # CPU threads for training (set after embedding): tiny matmuls stall when oversubscribed
@@ -142,7 +145,7 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class RerankConfig:
-    first_stage: str = "dense"  # dense | bm25 | hybrid
+    first_stage: Literal["dense", "bm25", "hybrid"] = "dense"
     first_stage_model: str = ""  # encoder folder for the dense first stage ("" -> model.name)
     retrieve_n: int = 50
     final_k: int = 10
@@ -155,7 +158,7 @@ class RerankConfig:
     hard_depth: int = 50
     resample_negatives: bool = True  # draw fresh negatives every epoch (seed + epoch) instead of reusing epoch 0's
     dev_n: int = 20  # dev (checkpoint selection) reranks only the top dev_n of the held-out queries
-    scorer: str = "cross_encoder"  # cross_encoder | qlm (rerank_eval task)
+    scorer: Literal["cross_encoder", "qlm"] = "cross_encoder"  # rerank_eval task
     cascade_model: str = ""  # a cheap reranker folder: N -> cascade_keep with it, then the main one -> final_k
     cascade_keep: int = 20
     max_queries: int = 0  # > 0: rerank only the first n eval queries (slow scorers such as qlm)
@@ -202,7 +205,8 @@ class GeneratorConfig:
     k_passages: int = 4  # passages per prompt, ids [1]..[k] in shuffled order
     passage_tokens: int = 40  # each passage (title + text) cut to this many generator tokens
     no_gold_share: float = 0.3  # share of examples with no gold passage -> abstention target
-    negatives: str = "bm25"  # first stage for negatives: bm25 (cheap) | dense (model.name, cached embeddings) | hybrid
+    # first stage for negatives: bm25 (cheap) | dense (model.name, cached embeddings) | hybrid
+    negatives: Literal["bm25", "dense", "hybrid"] = "bm25"
     negatives_depth: int = 10  # negatives are drawn from the top-n non-gold candidates
     max_gold: int = 2  # gold passages shown at most (claims with more keep the first by id)
     train_paired: bool = False  # each train claim twice: gold shown, and the gold slot(s) swapped for negatives
@@ -224,6 +228,8 @@ class GeneratorConfig:
 class ExperimentConfig:
     task: str = "eval"  # see experiments/tasks/__init__.py for the list
     output_dir: str = "runs/default"
+    # a non-empty output_dir is refused unless resuming (train.resume) or overwriting (its run outputs are deleted)
+    overwrite: bool = False
     seed: int = 42
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -259,9 +265,13 @@ def call_python_file(path: str | Path, function: str, expected: type):
     return value
 
 
-def load_config_file(path: str | Path) -> ExperimentConfig:
-    """Import a Python config file and call its get_config()."""
-    return call_python_file(path, "get_config", ExperimentConfig)
+def load_config_file(path: str | Path, validate: bool = True) -> ExperimentConfig:
+    """Import a Python config file and call its get_config(); validated unless `validate=False`
+    (load_config validates once, after the command line's overrides)."""
+    cfg = call_python_file(path, "get_config", ExperimentConfig)
+    if validate:
+        validate_config(cfg, source=path)
+    return cfg
 
 
 def flatten(cfg, prefix: str = "") -> dict[str, object]:
@@ -338,8 +348,13 @@ def _parse(key: str, raw: object, tp):
     raise ConfigError(f"--{key}: expected {_type_name(tp)}, got {raw!r}")
 
 
-def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, object]) -> ExperimentConfig:
-    """Return cfg with dotted keys replaced; values may be CLI strings or typed Python values."""
+def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, object], source: str | Path | None = None,
+                    validate: bool = True) -> ExperimentConfig:
+    """Return cfg with dotted keys replaced; values may be CLI strings or typed Python values.
+
+    The result is validated as a whole (types, choices, ranges, cross-field rules: `validate_config`);
+    an error names `--key` for an overridden value, else the config file `source` and its line.
+    """
     types_by_key = _leaf_types(type(cfg))
     updates: dict[str, object] = {}
     for key, raw in overrides.items():
@@ -348,7 +363,139 @@ def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, object]) -> Expe
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"unknown config key '{key}'{hint}")
         updates[key] = _parse(key, raw, types_by_key[key])
-    return _replace_nested(cfg, updates)
+    cfg = _replace_nested(cfg, updates)
+    if validate:
+        validate_config(cfg, overridden=set(updates), source=source)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: dict[str, object] | None = None) -> ExperimentConfig:
+    """A config file plus dotted overrides, validated once after both are applied (the entry points' parser)."""
+    return apply_overrides(load_config_file(path, validate=False), overrides or {}, source=path)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _at_least(low):
+    return lambda v: v >= low, f"must be >= {low}"
+
+
+def _above(low):
+    return lambda v: v > low, f"must be > {low}"
+
+
+def _within(low, high, high_open=False):
+    if high_open:
+        return lambda v: low <= v < high, f"must be in [{low}, {high})"
+    return lambda v: low <= v <= high, f"must be in [{low}, {high}]"
+
+
+def _each(check):
+    test, text = check
+    return lambda v: all(test(x) for x in v), text.replace("must be", "every value must be")
+
+
+# Range rules per dotted key: (test, what it must be). Choices are Literal types, checked with the types.
+RANGE_RULES: dict[str, tuple] = {
+    "seed": _at_least(0),
+    "model.query_max_length": _at_least(1), "model.doc_max_length": _at_least(1),
+    "data.dev_fraction": _within(0.0, 1.0, high_open=True), "data.num_negatives": _at_least(0),
+    "loss.temperature": _above(0.0), "loss.margin": _at_least(0.0),
+    "optim.lr": _above(0.0), "optim.weight_decay": _at_least(0.0), "optim.betas": _each(_within(0.0, 1.0, True)),
+    "optim.warmup_ratio": _within(0.0, 1.0), "optim.max_grad_norm": _at_least(0.0),
+    "train.epochs": _at_least(0), "train.max_steps": _at_least(0), "train.batch_size": _at_least(1),
+    "train.grad_accum": _at_least(1), "train.eval_every": _at_least(0), "train.save_every": _at_least(0),
+    "train.gradcache_chunk": _at_least(0), "train.bucket_size": _at_least(0),
+    "eval.k_values": _each(_at_least(1)), "eval.batch_size": _at_least(1), "eval.top_k": _at_least(1),
+    "eval.dev_pool_top_k": _at_least(1), "eval.test_pool_top_k": _at_least(0),
+    "log.log_every": _at_least(1),
+    "mining.top_k": _at_least(1), "mining.rank_start": _at_least(0), "mining.rank_end": _at_least(1),
+    "mining.max_score_ratio": _above(0.0), "mining.num_random": _at_least(0), "mining.num_negatives": _at_least(0),
+    "hybrid.weight": _within(0.0, 1.0), "hybrid.rrf_k": _above(0.0), "hybrid.depth": _at_least(1),
+    "hybrid.bm25_k1": _at_least(0.0), "hybrid.bm25_b": _within(0.0, 1.0),
+    "adapter.rank": _at_least(1), "adapter.num_negatives": _at_least(0), "adapter.hard_top_k": _at_least(1),
+    "adapter.num_threads": _at_least(1),
+    "rerank.retrieve_n": _at_least(1), "rerank.final_k": _at_least(1), "rerank.max_length": _at_least(8),
+    "rerank.batch_size": _at_least(1), "rerank.query_max_length": _at_least(1), "rerank.group_size": _at_least(2),
+    "rerank.hard_fraction": _within(0.0, 1.0), "rerank.hard_depth": _at_least(1), "rerank.dev_n": _at_least(1),
+    "rerank.cascade_keep": _at_least(1), "rerank.max_queries": _at_least(0),
+    "rerank.qlm_doc_max_tokens": _at_least(1),
+    "rerank.interpolate": _within(0.0, 1.0), "rerank.interpolate_grid": _each(_within(0.0, 1.0)),
+    "synth.chunk_size": _at_least(1), "synth.chunk_overlap": _at_least(0), "synth.queries_per_chunk": _at_least(1),
+    "synth.max_new_tokens": _at_least(1), "synth.temperature": _above(0.0), "synth.top_p": _within(0.0, 1.0),
+    "synth.batch_size": _at_least(1), "synth.max_docs": _at_least(0), "synth.max_chunks_per_doc": _at_least(0),
+    "synth.max_chunks": _at_least(0), "synth.min_words": _at_least(0), "synth.filter_top_k": _at_least(0),
+    "generator.lora_r": _at_least(1), "generator.lora_alpha": _above(0),
+    "generator.lora_dropout": _within(0.0, 1.0, True),
+    "generator.lora_layers": _at_least(0), "generator.k_passages": _at_least(1),
+    "generator.passage_tokens": _at_least(1),
+    "generator.no_gold_share": _within(0.0, 1.0), "generator.negatives_depth": _at_least(1),
+    "generator.max_gold": _at_least(1), "generator.max_length": _at_least(1),
+    "generator.max_new_tokens": _at_least(1),
+    "generator.train_max_examples": _at_least(0), "generator.dev_max_examples": _at_least(0),
+    "generator.eval_max_examples": _at_least(0), "generator.eval_batch_size": _at_least(1),
+    "generator.bucket_size": _at_least(0),
+}
+
+
+def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
+    """(key, message) for rules that tie two fields together."""
+    errors = []
+    if cfg.mining.rank_start >= cfg.mining.rank_end:
+        errors.append(("mining.rank_start", f"must be < mining.rank_end ({cfg.mining.rank_end}), "
+                                            f"got {cfg.mining.rank_start}"))
+    if cfg.eval.k_values and max(cfg.eval.k_values) > cfg.eval.top_k:
+        errors.append(("eval.k_values", f"@{max(cfg.eval.k_values)} needs eval.top_k >= {max(cfg.eval.k_values)} "
+                                        f"(retrieved depth), got top_k={cfg.eval.top_k}"))
+    if not cfg.eval.k_values:
+        errors.append(("eval.k_values", "needs at least one cutoff"))
+    if cfg.synth.chunk_overlap >= cfg.synth.chunk_size:
+        errors.append(("synth.chunk_overlap", f"must be < synth.chunk_size ({cfg.synth.chunk_size}), "
+                                              f"got {cfg.synth.chunk_overlap}"))
+    if cfg.rerank.query_max_length + 3 >= cfg.rerank.max_length:
+        errors.append(("rerank.query_max_length", f"leaves no room for the document within rerank.max_length="
+                                                  f"{cfg.rerank.max_length}, got {cfg.rerank.query_max_length}"))
+    return errors
+
+
+def _line_of(source: Path, key: str) -> int | None:
+    """1-based line of the config file that sets `key`'s leaf (`lr=...` / `lr =`), if one clearly does."""
+    leaf = key.rsplit(".", 1)[-1]
+    try:
+        lines = source.read_text().splitlines()
+    except OSError:
+        return None
+    pattern = re.compile(rf"(?<![\w.]){re.escape(leaf)}\s*=(?!=)")
+    hits = [i for i, line in enumerate(lines, start=1) if pattern.search(line.split("#", 1)[0])]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _where(key: str, overridden: set[str], source: str | Path | None) -> str:
+    if key in overridden or source is None:
+        return f"--{key}"
+    line = _line_of(Path(source), key)
+    return f"{source}:{line}: {key}" if line else f"{source}: {key}"
+
+
+def validate_config(cfg: ExperimentConfig, overridden: set[str] = frozenset(),
+                    source: str | Path | None = None) -> None:
+    """Raise ConfigError for the first bad value: a wrong type, a choice not in its Literal, a value out
+    of range (RANGE_RULES) or a broken cross-field rule. Runs when the config is parsed, before any
+    model or data loads. The message names `--key` for a CLI override, else the file and line."""
+    types_by_key = _leaf_types(type(cfg))
+    values = flatten(cfg)
+    for key, value in values.items():
+        try:
+            _parse(key, value, types_by_key[key])
+        except ConfigError as e:
+            detail = str(e).split(": ", 1)[1]
+            raise ConfigError(f"{_where(key, overridden, source)}: {detail}") from None
+        rule = RANGE_RULES.get(key)
+        if rule is not None and not rule[0](value):
+            raise ConfigError(f"{_where(key, overridden, source)}: {rule[1]}, got {value!r}")
+    for key, message in _cross_field_errors(cfg):
+        raise ConfigError(f"{_where(key, overridden, source)}: {message}")
 
 
 def _replace_nested(obj, updates: dict[str, object]):
@@ -396,4 +543,8 @@ def config_from_dict(flat_or_nested: dict) -> ExperimentConfig:
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    """config.json, written to a temporary name and renamed (a reader never sees half a file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    tmp.replace(path)

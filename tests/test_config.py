@@ -8,6 +8,7 @@ from ragtune.config import (
     apply_overrides,
     config_from_dict,
     flatten,
+    load_config,
     load_config_file,
     parse_cli_overrides,
     save_config,
@@ -67,3 +68,47 @@ def test_config_file_errors(tmp_path):
     bad.write_text("x = 1\n")
     with pytest.raises(ConfigError, match="defines no get_config"):
         load_config_file(bad)
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("train.batch_size", "0", "--train.batch_size: must be >= 1, got 0"),
+    ("train.batch_size", "-1", "--train.batch_size: must be >= 1, got -1"),
+    ("train.grad_accum", "0", "--train.grad_accum: must be >= 1, got 0"),
+    ("data.dev_fraction", "1.5", "--data.dev_fraction: must be in [0.0, 1.0), got 1.5"),
+    ("data.num_negatives", "-1", "--data.num_negatives: must be >= 0, got -1"),
+    ("optim.lr", "-1", "--optim.lr: must be > 0.0, got -1.0"),
+    ("eval.k_values", "0", "--eval.k_values: every value must be >= 1, got (0,)"),
+    ("train.mixed_precision", "fp8", "--train.mixed_precision: expected one of ['no', 'bf16', 'fp16'], got 'fp8'"),
+    ("log.wandb", "foo", "--log.wandb: expected one of ['offline', 'online', 'disabled'], got 'foo'"),
+    ("optim.schedule", "cosin", "--optim.schedule: expected one of ['linear', 'cosine', 'constant'], got 'cosin'; "
+                                "did you mean 'cosine'?"),
+    ("mining.rank_start", "60", "--mining.rank_start: must be < mining.rank_end (50), got 60"),
+    ("eval.k_values", "1,10,1000", "--eval.k_values: @1000 needs eval.top_k >= 1000 (retrieved depth), got top_k=100"),
+])
+def test_bad_values_are_refused_when_parsed_naming_key_rule_and_value(key, value, expected):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(ExperimentConfig(), {key: value})
+    assert str(err.value) == expected
+
+
+def test_a_bad_value_in_a_config_file_names_the_file_and_line(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text("from ragtune.config import *\n\n"
+                    "def get_config():\n"
+                    "    return ExperimentConfig(\n"
+                    "        optim=OptimConfig(lr=-1e-3),  # a typo'd sign\n"
+                    "        model=ModelConfig(pooling='avg'))\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}:6: model.pooling: expected one of ['cls', 'mean', 'max', 'last'], got 'avg'"
+    with pytest.raises(ConfigError) as err:  # fixed on the command line, the next bad value shows
+        load_config(path, {"model.pooling": "mean"})
+    assert str(err.value) == f"{path}:5: optim.lr: must be > 0.0, got -0.001"
+    assert load_config(path, {"optim.lr": "1e-3", "model.pooling": "cls"}).model.pooling == "cls"
+
+
+def test_every_shipped_config_is_valid():
+    from tests.conftest import REPO
+
+    for path in sorted((REPO / "configs").glob("*.py")):
+        load_config(path)
