@@ -87,3 +87,26 @@ def test_download_fails_fast_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     with pytest.raises(DataError, match="could not download .*scifact.zip within 1s"):
         download.download_beir("scifact", str(tmp_path), timeout=1)
+
+
+@pytest.mark.parametrize("target,line_no", [("corpus.jsonl", 2), ("queries.jsonl", 1), ("qrels/test.tsv", 2)])
+def test_non_utf8_byte_names_file_line_and_column(tmp_path, target, line_no):
+    # A Latin-1 'é' (0xe9) where UTF-8 was expected: the raw UnicodeDecodeError named neither file nor line.
+    root = _write(tmp_path, DOCS, QUERIES, ["q1\td1\t1"])
+    path = root / "ds" / target
+    lines = path.read_bytes().split(b"\n")
+    lines[line_no - 1] = lines[line_no - 1][:5] + b"\xe9" + lines[line_no - 1][5:]
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(DataError) as err:
+        load_beir("ds", "test", str(root))
+    assert str(err.value) == f"{path}:{line_no}: not valid UTF-8 (byte 0xe9 at column 6); re-save the file as UTF-8"
+
+
+def test_utf8_text_and_crlf_line_ends_still_load(tmp_path):
+    root = _write(tmp_path, [json.dumps({"_id": "d1", "title": "Café", "text": "naïve"}, ensure_ascii=False)],
+                  [json.dumps({"_id": "q1", "text": "crème"}, ensure_ascii=False)], ["q1\td1\t1"])
+    qrels = root / "ds" / "qrels" / "test.tsv"
+    qrels.write_bytes(qrels.read_bytes().replace(b"\n", b"\r\n"))
+    ds = load_beir("ds", "test", str(root))
+    assert ds.corpus["d1"].full_text() == "Café naïve" and ds.queries == {"q1": "crème"}
+    assert ds.qrels == {"q1": {"d1": 1}}

@@ -10,6 +10,7 @@ with optional ids and scores, as written by experiments/mine.py:
 from __future__ import annotations
 
 import difflib
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,34 +29,134 @@ class TrainRecord:
     pos_id: str = ""
     neg_ids: tuple[str, ...] = ()
     teacher_scores: tuple[float, ...] = ()  # [pos, negs...] from a teacher model, same order as negs
+    # 1-based line in the file the record came from (0: not from a file), so later checks can
+    # point at the row; not part of equality, so records compare by content.
+    line: int = field(default=0, compare=False)
 
 
 _FIELDS = {"query", "pos", "negs", "qid", "pos_id", "neg_ids", "neg_scores", "teacher_scores"}
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "object"}
+
+
+def _found(value) -> str:
+    """A bad value as the file spells it, e.g. `string "a string"`, so the user can find the row."""
+    if value is None:
+        return "null"
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{_JSON_TYPES.get(type(value), type(value).__name__)} {shown}"
+
+
+def _is_id(value) -> bool:
+    """Ids may be JSON strings or integers (BEIR ids often look numeric); both become str."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+def _is_text(value) -> bool:
+    """query and pos: an empty one would train the model toward (or from) nothing."""
+    return isinstance(value, str) and bool(value.strip())
+
+
+# field -> (element test or scalar test, expected type in words, is a list)
+_TYPES = {
+    "query": (_is_text, "a non-empty string", False),
+    "pos": (_is_text, "a non-empty string", False),
+    "qid": (_is_id, "a string or integer", False),
+    "pos_id": (_is_id, "a string or integer", False),
+    "negs": (_is_str, "a list of strings", True),
+    "neg_ids": (_is_id, "a list of strings or integers", True),
+    "neg_scores": (_is_number, "a list of numbers", True),
+    "teacher_scores": (_is_number, "a list of numbers", True),
+}
+
+
+def _check_type(path: Path, line_no: int, name: str, value) -> None:
+    """One field against _TYPES. Without it a string `negs` would be iterated into one-character
+    negatives and train silently on garbage."""
+    test, expected, is_list = _TYPES[name]
+    if not is_list:
+        if not test(value):
+            raise DataError(f"{path}:{line_no}: field '{name}' must be {expected}, got {_found(value)}")
+        return
+    if not isinstance(value, list):
+        raise DataError(f"{path}:{line_no}: field '{name}' must be {expected}, got {_found(value)}")
+    for i, item in enumerate(value):
+        if not test(item):
+            raise DataError(f"{path}:{line_no}: field '{name}' must be {expected}, got {_found(item)} "
+                            f"at index {i}")
+
+
+def _check_lengths(path: Path, line_no: int, row: dict) -> None:
+    """Per-negative fields must line up with `negs`; a shorter list would pair ids or scores with
+    the wrong negative."""
+    n = len(row.get("negs", ()))
+    for name in ("neg_ids", "neg_scores"):
+        if name in row and len(row[name]) != n:
+            raise DataError(f"{path}:{line_no}: {name} needs len(negs) = {n} values, got {len(row[name])}")
+    teacher = row.get("teacher_scores")
+    if teacher and len(teacher) != 1 + n:
+        raise DataError(f"{path}:{line_no}: teacher_scores needs 1 + len(negs) = {1 + n} values, got {len(teacher)}")
+
+
+def _check_row(path: Path, line_no: int, row: dict) -> None:
+    """Unknown keys first (a typo such as `neg` would otherwise drop the negatives), then types, then lengths."""
+    unknown = sorted(set(row) - _FIELDS)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(_FIELDS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise DataError(f"{path}:{line_no}: unknown field '{unknown[0]}'{hint}; known: {sorted(_FIELDS)}")
+    for name, value in row.items():
+        _check_type(path, line_no, name, value)
+    _check_lengths(path, line_no, row)
+
+
+def _record(row: dict, line_no: int) -> TrainRecord:
+    return TrainRecord(query=row["query"], pos=row["pos"], negs=tuple(row.get("negs", ())),
+                       qid=str(row.get("qid", "")), pos_id=str(row.get("pos_id", "")),
+                       neg_ids=tuple(str(i) for i in row.get("neg_ids", ())),
+                       teacher_scores=tuple(float(s) for s in row.get("teacher_scores", ())), line=line_no)
 
 
 def load_records(path: str | Path) -> list[TrainRecord]:
-    """Read a pairs/triplets JSONL file; every problem is reported with file and line."""
+    """Read a pairs/triplets JSONL file; every problem is reported with file, line and field."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"training file not found: {path} (data.train_file); write one with experiments/mine.py")
     records = []
     for line_no, row in read_jsonl(path, ("query", "pos")):
-        unknown = sorted(set(row) - _FIELDS)
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(_FIELDS), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise DataError(f"{path}:{line_no}: unknown field '{unknown[0]}'{hint}; known: {sorted(_FIELDS)}")
-        negs = tuple(row.get("negs", ()))
-        teacher = tuple(float(s) for s in row.get("teacher_scores", ()))
-        if teacher and len(teacher) != 1 + len(negs):
-            raise DataError(f"{path}:{line_no}: teacher_scores needs 1 + len(negs) = {1 + len(negs)} "
-                            f"values, got {len(teacher)}")
-        records.append(TrainRecord(query=row["query"], pos=row["pos"], negs=negs, qid=str(row.get("qid", "")),
-                                   pos_id=str(row.get("pos_id", "")), neg_ids=tuple(row.get("neg_ids", ())),
-                                   teacher_scores=teacher))
+        _check_row(path, line_no, row)
+        records.append(_record(row, line_no))
     if not records:
         raise DataError(f"{path}: no training records")
     return records
+
+
+def check_negatives(records: list[TrainRecord], num_negatives: int, source: str) -> None:
+    """Fail before training when negatives are asked for (num_negatives > 0) but some record has none.
+
+    Without this check the run starts, and the group collator fails at the first batch holding such
+    a record, possibly well into training. `source` names where the records came from (the train
+    file, or e.g. 'qrels of scifact/train'), for the message.
+    """
+    if num_negatives <= 0:
+        return
+    lacking = [(n, r) for n, r in enumerate(records, 1) if not r.negs]
+    if not lacking:
+        return
+    n, first = lacking[0]
+    where = f"line {first.line}" if first.line else f"record {n}"
+    qid = f" (qid '{first.qid}')" if first.qid else ""
+    raise DataError(f"{source}: {len(lacking)} of {len(records)} record(s) have no negatives but "
+                    f"data.num_negatives={num_negatives}; first: {where}{qid}. Add 'negs' (experiments/mine.py "
+                    f"writes them) or set data.num_negatives=0")
 
 
 def records_from_qrels(dataset: BeirDataset, min_grade: int = 1) -> list[TrainRecord]:
