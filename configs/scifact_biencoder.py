@@ -1,7 +1,7 @@
 """Fine-tune the packaged all-MiniLM-L6-v2 on SciFact train (10% of train queries held out as dev).
 
 InfoNCE over in-batch negatives plus one BM25-mined hard negative per query (mined at the start
-of the run into <output_dir>/mined.jsonl; candidates scoring above 0.95 x the positive's BM25
+of the run into <output_dir>/mined-bm25-<settings hash>.jsonl; candidates scoring above 0.95 x the positive's BM25
 score are dropped as likely false negatives; 2 random corpus docs top up every query), 3 epochs.
 Chosen on dev (best dev nDCG@10): in-batch only, 3 epochs 0.7240; + BM25 negatives, 2 epochs
 0.7485; 3 epochs 0.7592. The test split is evaluated only before (baseline/) and after (final/).

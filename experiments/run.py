@@ -4,9 +4,18 @@
     accelerate launch experiments/run.py --config configs/scifact_biencoder.py --optim.lr=3e-5
     python experiments/run.py --config configs/scifact_zeroshot.py
 
-Writes to `output_dir`: config.json (resolved config), results.json (flat
-`<stage>/<split>/<metric>@<k>`: `baseline/...` before training, `final/...` after),
-timings.json, metrics.jsonl (training curve), checkpoints/, best/ and the exported model.
+Writes to `output_dir`: config.json (resolved config), metrics.jsonl (training curve),
+checkpoints/, best/, the exported model, timings.json and, last, results.json (flat
+`<stage>/<split>/<metric>@<k>`: `baseline/...` before training, `final/...` after): a run with a
+results.json is complete. A folder that already holds a run is refused unless `--train.resume`
+continues it or `--overwrite` replaces it; a run holds a lock on the folder while it writes.
+
+Multi-process (CPU or GPU): `train.batch_size` is the GLOBAL batch, split evenly over the processes,
+so N processes compute what one process computes with the same config (in-batch negatives are
+gathered across processes), only faster:
+
+    accelerate launch --num_processes 2 experiments/run.py --config ...         # GPUs
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 experiments/run.py --config ...   # CPU
 """
 
 from __future__ import annotations
@@ -22,13 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python experiments/run.py` finds experiments.*
 
+import shutil  # noqa: E402
+
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from experiments.tasks import TaskParts, build_task  # noqa: E402
+from experiments.tasks import TaskParts, build_task, task_module  # noqa: E402
 from ragtune.checkpoint import (  # noqa: E402
+    last_good_checkpoint,
     load_checkpoint,
     load_trainable_state_dict,
     resolve_resume,
@@ -36,9 +48,10 @@ from ragtune.checkpoint import (  # noqa: E402
     save_trainable_only,
     trainable_state_dict,
 )
-from ragtune.config import ConfigError, apply_overrides, load_config_file, parse_cli_overrides, save_config  # noqa: E402
+from ragtune.config import ConfigError, load_config, parse_cli_overrides, save_config  # noqa: E402
 from ragtune.data.beir import DataError  # noqa: E402
 from ragtune.optim import lr_lambda, param_groups  # noqa: E402
+from ragtune.run_dir import RunLock, atomic_write_text, prepare_output_dir  # noqa: E402
 from ragtune.tracking import MetricsLog, start_tracking, tracker_kwargs  # noqa: E402
 
 
@@ -46,9 +59,53 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+def check_loader(cfg, loader) -> None:
+    """A training loader without a batch, or a budget of zero steps, would train nothing and still
+    export the untrained model as if trained: refuse both before the model is prepared."""
+    if len(loader) == 0:
+        records = len(loader.dataset) if hasattr(loader, "dataset") else "?"
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} leaves the training loader without a batch "
+                          f"({records} training records; an incomplete last batch is dropped): "
+                          "lower train.batch_size")
+    if cfg.train.max_steps == 0 and cfg.train.epochs == 0:
+        raise ConfigError("train.epochs=0 and train.max_steps=0: nothing to train (set one of them)")
+
+
+def set_loader_epoch(loader, epoch: int) -> None:
+    """set_epoch on the loader and every (batch) sampler under it. accelerate's prepared loader forwards
+    set_epoch to a batch sampler only while it is not wrapped for sharding (its BatchSamplerShard has no
+    set_epoch), so without this walk every epoch of a multi-process run would replay epoch 0's order."""
+    stack, seen = [loader], set()
+    while stack:
+        obj = stack.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+        stack += [getattr(obj, "batch_sampler", None), getattr(obj, "sampler", None)]
+
+
+def unused_trainable(model) -> list[str]:
+    """Trainable parameters without a gradient after a backward: DDP fails on the next step on them."""
+    return [name.removeprefix("module.") for name, p in model.named_parameters()
+            if p.requires_grad and p.grad is None]
+
+
+def non_finite_message(cfg, loss: torch.Tensor, state: dict) -> str:
+    failed = state["step"] + 1
+    good = last_good_checkpoint(cfg.output_dir, failed)
+    where = (f"Resume from {good} (finite weights, and its weights gave a finite loss) with "
+             f"--train.resume={good} and a lower --optim.lr (applied on resume)" if good is not None else
+             "No checkpoint precedes the divergence: start again (--overwrite) with a lower optim.lr")
+    return (f"loss is {loss.item()} at step {failed} (epoch {state['epoch']}); stopped before the update. "
+            f"{where}; optim.max_grad_norm or train.mixed_precision=no may help too.")
+
+
 def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> dict | None:
     """Train parts.model with parts.step_fn; keep the best dev checkpoint; return its dev metrics."""
     out = Path(cfg.output_dir)
+    check_loader(cfg, parts.train_loader)
     optimizer = torch.optim.AdamW(param_groups(parts.model, cfg.optim.weight_decay),
                                   lr=cfg.optim.lr, betas=cfg.optim.betas)
     model, optimizer, loader = accelerator.prepare(parts.model, optimizer, parts.train_loader)
@@ -69,13 +126,19 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
     resume_from = resolve_resume(cfg.train.resume, out)
     if resume_from is not None:
         state = load_checkpoint(accelerator, resume_from, model)
+        # The checkpoint's scheduler holds the old base lr: the config's optim.lr applies from here on
+        # (the same value when unchanged; run() has refused any change a resume cannot apply).
+        scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = cfg.optim.lr
+            group["lr"] = cfg.optim.lr * scheduler.lr_lambdas[0](scheduler.last_epoch)
         accelerator.print(f"resumed from {resume_from} at step {state['step']}")
 
     progress = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not accelerator.is_main_process)
     model.train()
+    checked_unused = False
     while state["step"] < total_steps:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(state["epoch"])  # the sampler's shuffle depends on (seed, epoch) only
+        set_loader_epoch(loader, state["epoch"])  # the sampler's shuffle depends on (seed, epoch) only
         # On resume, skip the batches this epoch already consumed (at the sampler, no collation).
         batches = accelerator.skip_first_batches(loader, state["batches_in_epoch"]) \
             if state["batches_in_epoch"] else loader
@@ -83,12 +146,18 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
             with accelerator.accumulate(model):
                 loss, logs = parts.step_fn(model, batch)
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"loss is {loss.item()} at step {state['step'] + 1} (epoch {state['epoch']}); "
-                        f"stopped before the update. Last good checkpoint: {out / 'checkpoints' / 'latest'}. "
-                        "Try a lower optim.lr, optim.max_grad_norm, or train.mixed_precision=no.")
+                    raise NonFiniteLossError(non_finite_message(cfg, loss, state))
                 if not parts.step_does_backward:
                     accelerator.backward(loss)
+                if accelerator.sync_gradients and not checked_unused:
+                    checked_unused = True
+                    unused = unused_trainable(model)
+                    if unused and accelerator.num_processes > 1:
+                        raise RuntimeError(f"trainable parameters the loss never reaches: {unused[:6]}: DDP fails "
+                                           "on them; freeze them (requires_grad_(False)) or use them in the loss")
+                    if unused:
+                        accelerator.print(f"note: trainable parameters without a gradient (a multi-process run "
+                                          f"would fail on them): {unused[:6]}")
                 if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
                     logs["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(),
                                                                           cfg.optim.max_grad_norm))
@@ -102,9 +171,11 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
             step = state["step"]
             progress.update(1)
             if step % cfg.log.log_every == 0 or step == 1:
-                log.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0],
+                # The mean over processes: each holds the loss of its share of the global batch.
+                mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+                log.log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0],
                          **{f"train/{k}": v for k, v in logs.items()}}, step)
-                progress.set_postfix(loss=f"{loss.item():.4f}")
+                progress.set_postfix(loss=f"{mean_loss:.4f}")
             if step % eval_every == 0 or step == total_steps:
                 dev = parts.evaluate(accelerator.unwrap_model(model), "dev")
                 model.train()
@@ -161,17 +232,70 @@ def print_table(results: dict[str, float]) -> None:
         print(" | ".join([f"{row:<22}"] + cells))
 
 
+def check_precision(cfg) -> None:
+    """fp16 autocast needs a GPU; bf16 runs on a CPU but far slower than fp32 (README, Reliability)."""
+    if cfg.train.mixed_precision == "no" or torch.cuda.is_available():
+        return
+    if cfg.train.mixed_precision == "fp16":
+        raise ConfigError("--train.mixed_precision=fp16 needs a CUDA GPU; on a CPU use 'no' (fp32)")
+    print("warning: train.mixed_precision=bf16 on a CPU: bf16 autocast was measured several times slower "
+          "than fp32 on CPU cores (README, Reliability); use --train.mixed_precision=no here", file=sys.stderr)
+
+
+def on_main_process(accelerator, fn):
+    """fn() on the main process only; its result, or its ConfigError, reaches every process."""
+    box = [None, None]
+    if accelerator.is_main_process:
+        try:
+            box[0] = fn()
+        except (ConfigError, FileNotFoundError) as e:
+            box[1] = str(e)
+    broadcast_object_list(box)
+    if box[1] is not None:
+        raise ConfigError(box[1])
+    return box[0]
+
+
+def export_model(parts: TaskParts, model, path: Path) -> None:
+    """Export into a temporary folder, then rename it into place: `model/` is complete or absent."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    parts.export(model, tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
 def run(cfg) -> dict[str, float]:
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_precision(cfg)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.train.grad_accum,
-                              mixed_precision=cfg.train.mixed_precision, **tracker_kwargs(cfg))
+                              mixed_precision=cfg.train.mixed_precision,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True), **tracker_kwargs(cfg))
+    if cfg.train.batch_size % accelerator.num_processes:
+        raise ConfigError(f"--train.batch_size={cfg.train.batch_size} is the global batch: it must split evenly "
+                          f"over the {accelerator.num_processes} processes")
+    lock = RunLock(out)
+    try:
+        applied = on_main_process(accelerator, lambda: prepare_output_dir(
+            cfg, lock, resolve_resume(cfg.train.resume, out)))
+        for key, (old, new) in applied.items():
+            accelerator.print(f"resume: {key} {old!r} -> {new!r}, applied from the resumed step on")
+        return run_locked(cfg, accelerator)
+    finally:
+        lock.release()
+
+
+def run_locked(cfg, accelerator: Accelerator) -> dict[str, float]:
+    """Everything a run does once its output folder is locked and checked."""
+    out = Path(cfg.output_dir)
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         save_config(cfg, out / "config.json")
     start_tracking(accelerator, cfg)
     log = MetricsLog(accelerator, out)
     parts = build_task(cfg, accelerator)
+    if parts.train_loader is not None:
+        check_loader(cfg, parts.train_loader)  # before the baseline evaluation's minutes
     results: dict[str, float] = {}
     if cfg.eval.baseline and accelerator.is_main_process and (
             parts.train_loader is not None or parts.baseline_evaluate is not None):
@@ -183,11 +307,12 @@ def run(cfg) -> dict[str, float]:
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(parts.model)
         results.update(evaluate_stage(parts, model, "final"))
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        (out / "timings.json").write_text(json.dumps(parts.timings, indent=2) + "\n")
         if parts.export is not None:
-            parts.export(model, out / "model")
+            export_model(parts, model, out / "model")
+        atomic_write_text(out / "timings.json", json.dumps(parts.timings, indent=2) + "\n")
         log.log(results, step=-1)
+        # Last, and atomic: a run with a results.json is complete (sweeps skip it as done).
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
         print_table(results)
         print(f"\nresults: {out / 'results.json'}")
     accelerator.end_training()
@@ -197,9 +322,14 @@ def run(cfg) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="a Python file exposing get_config()")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
     args, rest = parser.parse_known_args(argv)
     try:
-        cfg = apply_overrides(load_config_file(args.config), parse_cli_overrides(rest))
+        overrides = parse_cli_overrides(rest)
+        if args.overwrite:
+            overrides["overwrite"] = "true"
+        cfg = load_config(args.config, overrides)
+        task_module(cfg.task)  # an unknown task fails here, before any loading
         run(cfg)
     except (ConfigError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -56,6 +56,8 @@ def variant_command(sweep: Sweep, variant: Variant, extra: dict[str, str], out: 
     cmd.append(f"--output_dir={out}")
     if resume:
         cmd.append("--train.resume=latest")
+    elif (out / "config.json").is_file():  # an earlier launch died before its first checkpoint: start over
+        cmd.append("--overwrite")
     return cmd
 
 

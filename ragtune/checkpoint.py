@@ -112,3 +112,33 @@ def load_checkpoint(accelerator, path: Path, model: torch.nn.Module) -> dict:
         check_loaded_keys(model, expected - saved, saved - expected, path / MODEL_FILE)
     accelerator.load_state(str(path), strict=False)  # frozen parameters keep their loaded values
     return json.loads((path / TRAINER_STATE).read_text())
+
+
+def checkpoint_steps(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the complete checkpoints of a run, newest first."""
+    root = checkpoints_dir(output_dir)
+    found = [(int(p.name.split("-")[1]), p) for p in root.glob("step-*") if (p / TRAINER_STATE).is_file()]
+    return sorted(found, reverse=True)
+
+
+def weights_are_finite(path: Path) -> bool:
+    """True when every floating tensor of the checkpoint's model file is finite."""
+    with safe_open(str(path / MODEL_FILE), framework="pt") as f:
+        for key in f.keys():
+            t = f.get_tensor(key)
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return False
+    return True
+
+
+def last_good_checkpoint(output_dir: str | Path, failed_step: int) -> Path | None:
+    """The newest checkpoint that is safe to resume after the loss of step `failed_step` went non-finite.
+
+    Step s's loss is computed with the weights after s - 1 updates, so checkpoint step-(f-1) holds the
+    weights that produced the bad loss; the newest checkpoint at or before step f - 2 gave a finite
+    loss afterwards. It must also have finite weights (a diverging run can store inf before the loss shows it).
+    """
+    for step, path in checkpoint_steps(output_dir):
+        if step <= failed_step - 2 and (path / MODEL_FILE).is_file() and weights_are_finite(path):
+            return path
+    return None

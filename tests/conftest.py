@@ -23,8 +23,12 @@ def _isolated_cache(tmp_path, monkeypatch):
     torch.manual_seed(0)
 
 
-def write_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """A random BERT with a word-level vocabulary covering the tiny corpus, saved HF-style."""
+def write_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0, pooler: bool = False,
+                    dropout: float = 0.1) -> Path:
+    """A random BERT with a word-level vocabulary covering the tiny corpus, saved HF-style.
+
+    `pooler=True` keeps BERT's pooler like real checkpoints (MiniLM) do; `dropout=0` makes runs with
+    different per-process batch shapes comparable to the last digit."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
@@ -35,8 +39,9 @@ def write_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0
     tokenizer.save_pretrained(path)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=128)
-    BertModel(config, add_pooling_layer=False).save_pretrained(path)
+                        intermediate_size=2 * hidden, max_position_embeddings=128,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    BertModel(config, add_pooling_layer=pooler).save_pretrained(path)
     return path
 
 

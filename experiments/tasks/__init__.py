@@ -45,11 +45,16 @@ class TaskParts:
     baseline_evaluate: Callable[[str], dict[str, float]] | None = None
 
 
-def build_task(cfg, accelerator) -> TaskParts:
-    if cfg.task not in TASKS:
+def task_module(task: str) -> str:
+    """The module of a registered task; an unknown name is a ConfigError naming the closest one."""
+    if task not in TASKS:
         import difflib
 
-        close = difflib.get_close_matches(cfg.task, list(TASKS), n=1)
+        close = difflib.get_close_matches(task, list(TASKS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown task '{cfg.task}'{hint} (known: {sorted(TASKS)})")
-    return importlib.import_module(TASKS[cfg.task]).build(cfg, accelerator)
+        raise ConfigError(f"unknown task '{task}'{hint} (known: {sorted(TASKS)})")
+    return TASKS[task]
+
+
+def build_task(cfg, accelerator) -> TaskParts:
+    return importlib.import_module(task_module(cfg.task)).build(cfg, accelerator)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import inspect
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -20,6 +23,7 @@ from ragtune.config import ConfigError
 from ragtune.data.beir import BeirDataset, load_beir
 from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler
 from ragtune.data.pairs import (
+    check_negatives,
     load_records,
     queries_from_records,
     records_from_qrels,
@@ -104,15 +108,29 @@ def dev_split(records: list, train: BeirDataset, dev_fraction: float, seed: int)
     return dataclasses.replace(train, queries=queries, qrels=qrels), set(dev_qids)
 
 
+def mined_file(cfg) -> Path:
+    """<output_dir>/mined-<source>-<hash>.jsonl, the hash over every setting that shapes the mined records,
+    so a file mined with other settings is never taken for this run's."""
+    settings = {"mining": dataclasses.asdict(cfg.mining), "seed": cfg.seed, "dataset": cfg.data.dataset,
+                "data_root": cfg.data.data_root, "split": cfg.data.train_split,
+                "source": dataclasses.asdict(cfg.model) if cfg.mining.source == "dense"
+                else [cfg.hybrid.bm25_k1, cfg.hybrid.bm25_b]}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.output_dir) / f"mined-{cfg.mining.source}-{digest}.jsonl"
+
+
 def training_file(cfg, accelerator) -> str:
-    """data.train_file, or hard negatives mined now (mining.source) into <output_dir>/mined.jsonl."""
+    """data.train_file, or hard negatives mined now (mining.source) into mined_file(cfg)."""
     if cfg.data.train_file:
         return cfg.data.train_file
-    path = Path(cfg.output_dir) / "mined.jsonl"
+    path = mined_file(cfg)
     if accelerator.is_main_process and not path.is_file():  # kept with the run: resume reuses it
         from experiments.mine import mine
 
-        stats = mine(cfg, path)
+        tmp = path.with_name(f".{path.name}.tmp")  # renamed into place when complete
+        stats = mine(cfg, tmp)
+        os.replace(f"{tmp}.stats.json", f"{path}.stats.json")
+        os.replace(tmp, path)
         print(f"mined {stats['records']} records from {cfg.mining.source}: "
               f"{stats['negatives_per_query_mean']:.1f} negatives/query")
     accelerator.wait_for_everyone()
@@ -135,8 +153,9 @@ def build(cfg, accelerator) -> TaskParts:
     test = load_beir(cfg.data.dataset, cfg.data.eval_split, root)
     if cfg.eval.test_pool_top_k > 0:  # pooled test: cheap for sweeps, labelled '<split>-pool<k>' in results
         test = candidate_pool(encoder, test, cfg.eval.test_pool_top_k, cfg.eval)
-    records = load_records(training_file(cfg, accelerator)) if (cfg.data.train_file or cfg.mining.source) \
-        else records_from_qrels(train)
+    source = training_file(cfg, accelerator) if (cfg.data.train_file or cfg.mining.source) else ""
+    records = load_records(source) if source else records_from_qrels(train)
+    check_negatives(records, cfg.data.num_negatives, source or f"qrels of {train.name}/{train.split}")
     dev_source, dev_qids = dev_split(records, train, cfg.data.dev_fraction, cfg.seed)
     records = [r for r in records if r.qid not in dev_qids]  # dev queries never train
     dev = dev_pool(encoder, dev_source, dev_qids, cfg) if dev_qids else None

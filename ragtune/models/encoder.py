@@ -51,6 +51,12 @@ class Encoder(nn.Module):
         super().__init__()
         if cfg.pooling not in POOLING_METHODS:
             raise ConfigError(f"model.pooling='{cfg.pooling}' is not one of {POOLING_METHODS}")
+        # Pooling reads last_hidden_state only, so the backbone's own pooler (BERT's dense + tanh on
+        # [CLS]) never reaches a loss. Frozen, it is exported unchanged, and DDP (which fails on a
+        # trainable parameter without a gradient) never sees it.
+        pooler = getattr(backbone, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            pooler.requires_grad_(False)
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.cfg = cfg

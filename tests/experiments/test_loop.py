@@ -57,15 +57,78 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_and_names_a_checkpoint_that_exists_and_gave_a_finite_loss(tmp_path):
+    from ragtune.checkpoint import weights_are_finite
+
     cfg = toy_cfg(tmp_path, **{"train.epochs": 3, "train.eval_every": 1, "train.batch_size": 4})
     parts = toy_parts(batch_size=4, nan_at_step=4)
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4 .*stopped before the update"):
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4 .*stopped before the update") as err:
         run_toy(cfg, parts)
     latest = (tmp_path / "checkpoints" / "latest").read_text()
     assert latest == "step-3"
     state = json.loads((tmp_path / "checkpoints" / "step-3" / "trainer_state.json").read_text())
     assert state["step"] == 3 and state["batches_in_epoch"] == 3
+    # step 4's loss came from step-3's weights; step-2's weights gave step 3 a finite loss
+    named = tmp_path / "checkpoints" / "step-2"
+    assert f"Resume from {named} " in str(err.value) and f"--train.resume={named} " in str(err.value)
+    assert named.is_dir() and weights_are_finite(named)
+
+
+def test_non_finite_loss_before_any_usable_checkpoint_says_so(tmp_path):
+    cfg = toy_cfg(tmp_path, **{"train.epochs": 3, "train.save_every": 1, "train.batch_size": 4})
+    with pytest.raises(NonFiniteLossError, match="No checkpoint precedes the divergence: start again"):
+        run_toy(cfg, toy_parts(batch_size=4, nan_at_step=2))
+    assert (tmp_path / "checkpoints" / "step-1").is_dir()  # the weights that gave the bad loss: not named
+
+
+def test_resume_applies_a_changed_learning_rate(tmp_path):
+    cfg = toy_cfg(tmp_path, **{"train.epochs": 2, "train.batch_size": 4, "train.max_steps": 4, "log.log_every": 1})
+    run_toy(cfg, toy_parts(batch_size=4))  # constant lr 0.05 for 4 steps
+    resumed = apply_overrides(cfg, {"train.max_steps": 8, "train.resume": "latest", "optim.lr": 0.01})
+    model = run_toy(resumed, toy_parts(batch_size=4))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train/lr"] for r in rows if "train/lr" in r] == pytest.approx([0.05] * 4 + [0.01] * 4)
+
+    # an independent AdamW loop: 4 steps at lr 0.05, then 4 more at 0.01 from that state
+    torch.manual_seed(0)
+    reference = toy_parts(batch_size=4)
+    ref_model = reference.model
+    opt = torch.optim.AdamW(ref_model.parameters(), lr=0.05, weight_decay=0.0)
+    batches = list(reference.train_loader)
+    for step in range(8):
+        if step == 4:
+            for group in opt.param_groups:
+                group["lr"] = 0.01
+        opt.zero_grad()
+        x, y = batches[step % 4]
+        torch.nn.functional.mse_loss(ref_model(x), y).backward()
+        opt.step()
+    for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
+def test_a_loader_without_a_batch_is_refused_before_training(tmp_path):
+    from ragtune.config import ConfigError
+
+    cfg = toy_cfg(tmp_path, **{"train.batch_size": 32})
+    parts = toy_parts(batch_size=4)
+    parts.train_loader = DataLoader(parts.train_loader.dataset, batch_size=32, drop_last=True)  # 16 records
+    with pytest.raises(ConfigError, match=r"train.batch_size=32 leaves the training loader without a batch "
+                                          r"\(16 training records"):
+        run_toy(cfg, parts)
+    assert not (tmp_path / "checkpoints").exists()
+    with pytest.raises(ConfigError, match="train.epochs=0 and train.max_steps=0: nothing to train"):
+        run_toy(toy_cfg(tmp_path, **{"train.epochs": 0}), toy_parts(batch_size=4))
+
+
+def test_trainable_parameters_without_a_gradient_are_named():
+    from experiments.run import unused_trainable
+
+    model = FrozenBase()
+    model.base.requires_grad_(True)
+    model.spare = torch.nn.Linear(2, 2)  # trainable, never used
+    model(torch.randn(3, 4)).sum().backward()
+    assert unused_trainable(model) == ["spare.weight", "spare.bias"]
 
 
 def test_lr_schedule_is_logged_per_step(tmp_path):

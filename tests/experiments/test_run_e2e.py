@@ -104,7 +104,9 @@ def test_biencoder_mines_bm25_negatives_in_run(tmp_path, subprocess_env, tiny_mo
                           "--mining.source=bm25", "--mining.num_random=1", "--data.num_negatives=1",
                           "--loss.name=triplet", "--loss.margin=0.2", "--train.epochs=2", "--train.batch_size=8",
                           "--train.bucket_size=2")  # length-bucketed batches on the way
-    records = [json.loads(line) for line in (out / "mined.jsonl").read_text().splitlines()]
+    mined = list(out.glob("mined-bm25-*.jsonl"))  # named by the settings that made it
+    assert len(mined) == 1 and not list(out.glob(".*.tmp"))
+    records = [json.loads(line) for line in mined[0].read_text().splitlines()]
     assert len(records) == 30  # every train query of the tiny set (dev hold-out included; training drops it)
     assert all(r["negs"] and r["pos_id"] not in r["neg_ids"] for r in records)
     assert "mined 30 records from bm25" in proc.stdout
@@ -118,12 +120,44 @@ def test_biencoder_mines_bm25_negatives_in_run(tmp_path, subprocess_env, tiny_mo
     ("--loss.name=infonce", "error: loss.name='infonce' is not registered; did you mean 'info_nce'?"),
     ("--optim.lrr=1", "error: unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
     ("--data.dataset=nope", "error: dataset 'nope' not found"),
+    # parsed before anything loads: the model folder does not even exist
+    ("--optim.schedule=foo --model.name=/nonexistent",
+     "error: --optim.schedule: expected one of ['linear', 'cosine', 'constant'], got 'foo'"),
+    ("--train.grad_accum=0 --model.name=/nonexistent", "error: --train.grad_accum: must be >= 1, got 0"),
+    ("--train.mixed_precision=fp16", "error: --train.mixed_precision=fp16 needs a CUDA GPU"),
+    # qrels records carry no negatives: refused at load, not at training step 2
+    ("--data.num_negatives=1", "error: qrels of tiny/train: 30 of 30 record(s) have no negatives but "
+                               "data.num_negatives=1"),
+    ("--train.batch_size=64", "error: train.batch_size=64 leaves the training loader without a batch (24 training "
+                              "records"),
 ])
 def test_bad_input_exits_2_with_a_one_line_reason(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root,
                                                   override, message):
     cfg = tmp_path / "c.py"
     cfg.write_text(CONFIG.format(task="biencoder", out=str(tmp_path / "out"), model=str(tiny_model_dir),
                                  root=str(tiny_data_root)))
-    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "run.py"), "--config", str(cfg), override],
-                          env=subprocess_env, capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, str(REPO / "experiments" / "run.py"), "--config", str(cfg), *override.split()]
+    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bf16_on_a_cpu_warns_with_where_the_cost_is_measured(monkeypatch, capsys):
+    from experiments.run import check_precision
+    from ragtune.config import ExperimentConfig, apply_overrides
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_precision(apply_overrides(ExperimentConfig(), {"train.mixed_precision": "bf16"}))
+    assert "warning: train.mixed_precision=bf16 on a CPU" in capsys.readouterr().err
+    check_precision(ExperimentConfig())
+    assert capsys.readouterr().err == ""
+
+
+def test_mined_negatives_are_keyed_by_the_settings_that_made_them():
+    from experiments.tasks.biencoder import mined_file
+    from ragtune.config import ExperimentConfig, apply_overrides
+
+    base = apply_overrides(ExperimentConfig(), {"mining.source": "bm25", "output_dir": "runs/x"})
+    names = {mined_file(apply_overrides(base, o)).name for o in (
+        {}, {"mining.source": "dense"}, {"mining.rank_end": "30"}, {"seed": "1"}, {"hybrid.bm25_k1": "0.9"})}
+    assert len(names) == 5 and all(n.startswith("mined-") and n.endswith(".jsonl") for n in names)
+    assert mined_file(apply_overrides(base, {"log.log_every": "1", "optim.lr": "1e-4"})) == mined_file(base)
