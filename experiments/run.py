@@ -134,6 +134,22 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
             group["lr"] = cfg.optim.lr * scheduler.lr_lambdas[0](scheduler.last_epoch)
         accelerator.print(f"resumed from {resume_from} at step {state['step']}")
 
+    def evaluate_dev(step: int) -> None:
+        """Dev metrics at `step`, logged; a new best is kept in best/weights.pt."""
+        dev = parts.evaluate(accelerator.unwrap_model(model), "dev")
+        model.train()
+        log.log({f"dev/{k}": v for k, v in dev.items()}, step)
+        metric = dev[cfg.train.metric_for_best]
+        if state["best_metric"] is None or metric > state["best_metric"]:
+            state.update(best_metric=metric, best_step=step, best_dev=dev)
+            save_best_weights(accelerator, model, out / "best")
+
+    if resume_from is None:
+        # Step 0: the untrained model is a candidate for best, so a run whose training only hurts
+        # dev ends with the weights it started from, and says so.
+        evaluate_dev(0)
+        state["initial_dev"] = state["best_dev"]
+
     progress = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not accelerator.is_main_process)
     model.train()
     checked_unused = False
@@ -177,13 +193,7 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
                          **{f"train/{k}": v for k, v in logs.items()}}, step)
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
             if step % eval_every == 0 or step == total_steps:
-                dev = parts.evaluate(accelerator.unwrap_model(model), "dev")
-                model.train()
-                log.log({f"dev/{k}": v for k, v in dev.items()}, step)
-                metric = dev[cfg.train.metric_for_best]
-                if state["best_metric"] is None or metric > state["best_metric"]:
-                    state.update(best_metric=metric, best_step=step, best_dev=dev)
-                    save_best_weights(accelerator, model, out / "best")
+                evaluate_dev(step)
             if step % save_every == 0 or step == total_steps:
                 save_checkpoint(accelerator, out, state)
             if step >= total_steps:
@@ -192,11 +202,16 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
             state["epoch"] += 1
             state["batches_in_epoch"] = 0
     progress.close()
-    if state["best_step"] is not None:
-        load_trainable_state_dict(accelerator.unwrap_model(model), torch.load(out / "best" / "weights.pt",
-                                                                              weights_only=True), "best/weights.pt")
-        accelerator.print(f"best dev {cfg.train.metric_for_best}={state['best_metric']:.4f} "
-                          f"at step {state['best_step']}")
+    load_trainable_state_dict(accelerator.unwrap_model(model), torch.load(out / "best" / "weights.pt",
+                                                                          weights_only=True), "best/weights.pt")
+    metric, initial = cfg.train.metric_for_best, (state.get("initial_dev") or {}).get(cfg.train.metric_for_best)
+    if state["best_step"] == 0:
+        accelerator.print(f"warning: no training step beat the initial model on dev {metric} ({initial:.4f}): "
+                          "the final model is the initial one")
+    else:
+        start = f" (initial {initial:.4f})" if initial is not None else ""
+        accelerator.print(f"best dev {metric}={state['best_metric']:.4f} at step {state['best_step']}{start}")
+    parts.timings.update(best_step=state["best_step"], dev_best=state["best_metric"], dev_initial=initial)
     return state["best_dev"]
 
 

@@ -191,3 +191,26 @@ def test_a_checkpoint_missing_a_trainable_tensor_is_refused(tmp_path):
     resume = apply_overrides(cfg, {"train.resume": "latest", "train.epochs": 2})
     with pytest.raises(RuntimeError, match=r"missing trainable \['head.bias'\]"):
         run_toy(resume, frozen_parts(4))
+
+
+def test_a_run_whose_training_only_hurts_ends_with_the_initial_weights(tmp_path, capsys):
+    parts = toy_parts(batch_size=4)
+    initial = {k: v.clone() for k, v in parts.model.state_dict().items()}
+    ascend = parts.step_fn
+    parts.step_fn = lambda model, batch: (-ascend(model, batch)[0], {})  # gradient ascent on the mse
+    cfg = toy_cfg(tmp_path, **{"train.eval_every": 1, "train.batch_size": 4})
+    model = run_toy(cfg, parts)
+    for name, value in initial.items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
+    assert "warning: no training step beat the initial model on dev neg_mse" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    dev = [(r["step"], r["dev/neg_mse"]) for r in rows if "dev/neg_mse" in r]
+    assert dev[0][0] == 0 and all(value < dev[0][1] for _, value in dev[1:])  # every later step was worse
+    assert parts.timings["best_step"] == 0 and parts.timings["dev_initial"] == parts.timings["dev_best"]
+
+
+def test_a_run_that_helps_keeps_its_best_step_and_reports_the_start(tmp_path, capsys):
+    parts = toy_parts(batch_size=4)
+    run_toy(toy_cfg(tmp_path, **{"train.eval_every": 2, "train.batch_size": 4}), parts)
+    assert parts.timings["best_step"] > 0 and parts.timings["dev_best"] > parts.timings["dev_initial"]
+    assert f"(initial {parts.timings['dev_initial']:.4f})" in capsys.readouterr().out
