@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python experiments/x.py` finds experiments.*
 from experiments.tasks.generator import abstain_margins, example_settings, finished_run, first_stage
-from ragtune.config import ConfigError, apply_overrides, load_config_file, parse_cli_overrides
+from ragtune.config import ConfigError, load_config, parse_cli_overrides
 from ragtune.data.beir import DataError, load_beir
 from ragtune.data.instruct import load_instruct_records
 from ragtune.data.pairs import split_queries
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"--run reads the run's own config; drop {rest}")
             res = first_token_auc(args.run, args.base)
         else:
-            res = similarity_reference(apply_overrides(load_config_file(args.config), parse_cli_overrides(rest)),
+            res = similarity_reference(load_config(args.config, parse_cli_overrides(rest)),
                                        args.scorer)
     except (ConfigError, DataError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -20,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragtune.config import ConfigError, apply_overrides, load_config_file, parse_cli_overrides  # noqa: E402
-from ragtune.data.beir import DataError, load_beir  # noqa: E402
+from ragtune.config import ConfigError, load_config, parse_cli_overrides  # noqa: E402
+from ragtune.data.beir import DataError  # noqa: E402
+from ragtune.data.folds import load_split  # noqa: E402
 from ragtune.first_stage import bm25_config  # noqa: E402
 from ragtune.mining import bm25_source, dense_candidates, mine_negatives, write_training_records  # noqa: E402
 
@@ -31,7 +32,7 @@ SOURCES = ("dense", "bm25")
 def mine(cfg, out: Path) -> dict[str, float]:
     if cfg.mining.source not in SOURCES:
         raise ConfigError(f"--mining.source must be one of {list(SOURCES)}, got {cfg.mining.source!r}")
-    dataset = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
+    dataset = load_split(cfg, "train")
     start = time.perf_counter()
     if cfg.mining.source == "dense":
         from ragtune.models.encoder import Encoder  # torch/transformers only when needed
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output JSONL (e.g. runs/mined/scifact_dense.jsonl)")
     args, rest = parser.parse_known_args(argv)
     try:
-        cfg = apply_overrides(load_config_file(args.config), parse_cli_overrides(rest))
+        cfg = load_config(args.config, parse_cli_overrides(rest))
         stats = mine(cfg, Path(args.out))
     except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -116,9 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     try:
         sweep = load_sweep(args.sweep)
-        variants = expand_variants(sweep.variants)
         extra = parse_cli_overrides(rest)
-        unknown = set(args.only) - {v.name for v in variants}
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return run_sweep(sweep, extra, args.out, args.only, args.dry_run, args.report_only)
+
+
+def run_sweep(sweep: Sweep, extra: dict[str, str], out: str = "", only: list[str] = (), dry_run: bool = False,
+              report_only: bool = False) -> int:
+    """Run (or resume, or skip) every variant, then write the table and plots; the exit code."""
+    try:
+        variants = expand_variants(sweep.variants)
+        unknown = set(only) - {v.name for v in variants}
         if unknown:
             raise ConfigError(f"--only {sorted(unknown)}: no such variant; known: {[v.name for v in variants]}")
         # Resolve every variant's config before running any: a typo fails now, not after hours.
@@ -126,14 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sweep_dir = Path(args.out or REPO / "runs" / "sweeps" / sweep.name)
+    sweep_dir = Path(out or REPO / "runs" / "sweeps" / sweep.name)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / "sweep.json").write_text(json.dumps(
         {"name": sweep.name, "config": sweep.config, "overrides": sweep.overrides, "extra": extra,
          "variants": {v.name: v.overrides for v in variants}}, indent=2, default=str) + "\n")
     failed = []
-    todo = [v for v in variants if not args.only or v.name in args.only]
-    for i, v in enumerate([] if args.report_only else todo, start=1):
+    todo = [v for v in variants if not only or v.name in only]
+    for i, v in enumerate([] if report_only else todo, start=1):
         out = sweep_dir / v.name
         tag = f"[{i}/{len(todo)}] {v.name}"
         if (out / "results.json").is_file():
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         resume = (out / "checkpoints" / "latest").is_file()
         cmd = variant_command(sweep, v, extra, out, resume)
-        if args.dry_run:
+        if dry_run:
             print(f"{tag}: {' '.join(cmd)}")
             continue
         print(f"{tag}: {'resuming from checkpoints/latest' if resume else 'running'} (log: {out / 'run.log'})",
@@ -160,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((out / "results.json").read_text())
         shown = ", ".join(f"{m}={results[m]:.4f}" for m in sweep.metrics if m in results)
         print(f"{tag}: done in {seconds:.0f} s: {shown}", flush=True)
-    if not args.dry_run:
+    if not dry_run:
         report(sweep, variants, sweep_dir)
     if failed:
         print(f"failed variants: {failed}; rerun the same command to retry them", file=sys.stderr)

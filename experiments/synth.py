@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from ragtune.cache import cached_encode, texts_fingerprint  # noqa: E402
-from ragtune.config import ConfigError, apply_overrides, load_config_file, parse_cli_overrides, save_config  # noqa: E402
+from ragtune.config import ConfigError, load_config, parse_cli_overrides, save_config  # noqa: E402
 from ragtune.data.beir import DataError, load_beir  # noqa: E402
 from ragtune.evaluation import corpus_texts  # noqa: E402
 from ragtune.models.encoder import Encoder  # noqa: E402
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="a Python file exposing get_config()")
     args, rest = parser.parse_known_args(argv)
     try:
-        cfg = apply_overrides(load_config_file(args.config), parse_cli_overrides(rest))
+        cfg = load_config(args.config, parse_cli_overrides(rest))
         stats = synthesize(cfg)
     except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -41,9 +41,24 @@ class DataConfig:
     data_root: str = ""  # "" -> $RAGTUNE_DATA -> ../shared/data beside the repo
     train_split: str = "train"
     dev_fraction: float = 0.1  # held out of train for checkpoint selection; test is never seen
+    # auto: the collection's qrels/dev.tsv when it has one, else the dev_fraction hold-out;
+    # holdout: always the hold-out; another name: that qrels split
+    dev_split: str = "auto"
     eval_split: str = "test"
     train_file: str = ""  # optional pairs/triplets JSONL instead of qrels-derived pairs
     num_negatives: int = 0  # hard negatives per query (needs negatives in train_file or mining)
+    # a document the train qrels call relevant to a query is never one of its in-batch negatives
+    mask_known_positives: bool = True
+    # pair: every (query, positive) record once an epoch; query: each query once, one positive drawn;
+    # auto: query when train queries average more than 2 positives (records_per_query in timings.json)
+    sampling: Literal["auto", "pair", "query"] = "auto"
+    grade_weighted: bool = False  # per-query sampling draws positives in proportion to their grade
+    min_grade: int = 1  # qrels grades below this are not positives for training
+    # >= 2: cross-validation over eval_split's queries (ragtune/data/folds.py, experiments/cv.py):
+    # fold cv_fold is the test part, the other folds train (dev held out of them)
+    cv_folds: int = 0
+    cv_fold: int = 0
+    cv_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -401,6 +416,7 @@ RANGE_RULES: dict[str, tuple] = {
     "seed": _at_least(0),
     "model.query_max_length": _at_least(1), "model.doc_max_length": _at_least(1),
     "data.dev_fraction": _within(0.0, 1.0, high_open=True), "data.num_negatives": _at_least(0),
+    "data.min_grade": _at_least(1), "data.cv_folds": _at_least(0), "data.cv_fold": _at_least(0),
     "loss.temperature": _above(0.0), "loss.margin": _at_least(0.0),
     "optim.lr": _above(0.0), "optim.weight_decay": _at_least(0.0), "optim.betas": _each(_within(0.0, 1.0, True)),
     "optim.warmup_ratio": _within(0.0, 1.0), "optim.max_grad_norm": _at_least(0.0),
@@ -448,6 +464,10 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     if cfg.eval.k_values and max(cfg.eval.k_values) > cfg.eval.top_k:
         errors.append(("eval.k_values", f"@{max(cfg.eval.k_values)} needs eval.top_k >= {max(cfg.eval.k_values)} "
                                         f"(retrieved depth), got top_k={cfg.eval.top_k}"))
+    if cfg.data.cv_folds == 1:
+        errors.append(("data.cv_folds", "must be 0 (no cross-validation) or >= 2, got 1"))
+    if cfg.data.cv_fold >= max(cfg.data.cv_folds, 1):
+        errors.append(("data.cv_fold", f"must be < data.cv_folds ({cfg.data.cv_folds}), got {cfg.data.cv_fold}"))
     if not cfg.eval.k_values:
         errors.append(("eval.k_values", "needs at least one cutoff"))
     if cfg.synth.chunk_overlap >= cfg.synth.chunk_size:

@@ -56,13 +56,19 @@ def info_nce(
     group_size: int = 1,
     symmetric: bool = False,
     target_offset: int = 0,
+    known_positives: Tensor | None = None,
 ) -> Tensor:
     """InfoNCE with in-batch negatives (van den Oord et al. 2018; DPR, Karpukhin et al. 2020).
 
     ``s_ij = q_i . d_j / tau`` over ALL ``D`` docs in the batch (every query's
     positive and hard negatives), target ``t_i = i * G + target_offset``::
 
-        L_qd = -1/Q sum_i log( exp(s_{i,t_i}) / sum_j exp(s_ij) )
+        L_qd = -1/Q sum_i log( exp(s_{i,t_i}) / sum_{j not in K_i} exp(s_ij) )
+
+    ``known_positives`` (Q, D) bool marks ``K_i``: docs of the batch labelled relevant to
+    query i other than its target (another query's positive or negative that the qrels call
+    relevant to i, or i's own second positive). They leave the denominator, so a known
+    positive is never pushed away as a negative; None (or all False) is plain InfoNCE.
 
     ``symmetric=True`` adds the doc->query direction over positives only
     (positive ``p_i = d_{t_i}`` against all ``Q`` queries, CLIP-style) and returns
@@ -78,12 +84,19 @@ def info_nce(
     """
     targets = group_targets(q_emb.shape[0], group_size, q_emb.device) + target_offset  # (Q,)
     logits = q_emb @ d_emb.T / temperature  # (Q, D)
+    rows = torch.arange(q_emb.shape[0], device=q_emb.device)
+    if known_positives is not None:
+        known_positives = known_positives.clone()
+        known_positives[rows, targets] = False  # the target always stays
+        logits = logits.masked_fill(known_positives, float("-inf"))
     loss = F.cross_entropy(logits, targets)
     if not symmetric:
         return loss
     pos = d_emb[targets]  # (Q, H)
     logits_dq = pos @ q_emb.T / temperature  # (Q, Q)
-    loss_dq = F.cross_entropy(logits_dq, torch.arange(q_emb.shape[0], device=q_emb.device))
+    if known_positives is not None:  # p_i relevant to q_k (k != i): not a negative of p_i either
+        logits_dq = logits_dq.masked_fill(known_positives[:, targets].T, float("-inf"))
+    loss_dq = F.cross_entropy(logits_dq, rows)
     return (loss + loss_dq) / 2
 
 

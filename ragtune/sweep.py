@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ragtune.config import (
     ConfigError,
     apply_overrides,
@@ -163,3 +165,25 @@ def markdown_table(rows: list[dict[str, object]], keys: list[str], metrics: list
         cells.append(f"{r['wall_seconds'] / 60:.1f}" if "wall_seconds" in r else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def fold_summary(rows: list[dict[str, object]], metrics: list[str]) -> dict[str, dict[str, float]]:
+    """Over cross-validation folds (one results row each): for every `final/<split>/<metric>` in
+    `metrics`, the mean and sample standard deviation (ddof=1) of the baseline, the final value and
+    their per-fold difference, and how many folds improved:
+    {metric: {baseline_mean, baseline_std, final_mean, final_std, delta_mean, delta_std, improved, folds}}."""
+    summary = {}
+    for metric in metrics:
+        base_key = metric.replace("final/", "baseline/", 1)
+        final = np.array([float(r[metric]) for r in rows])
+        entry = {"folds": len(rows), "final_mean": float(final.mean()),
+                 "final_std": float(final.std(ddof=1)) if len(rows) > 1 else 0.0}
+        if all(base_key in r for r in rows):
+            base = np.array([float(r[base_key]) for r in rows])
+            delta = final - base
+            entry.update(baseline_mean=float(base.mean()),
+                         baseline_std=float(base.std(ddof=1)) if len(rows) > 1 else 0.0,
+                         delta_mean=float(delta.mean()), delta_std=float(delta.std(ddof=1)) if len(rows) > 1 else 0.0,
+                         improved=int((delta > 0).sum()))
+        summary[metric] = entry
+    return summary

@@ -212,3 +212,39 @@ def test_learnable_temperature_gets_gradient():
     tau = torch.tensor(0.5, requires_grad=True)
     info_nce(torch.randn(2, 4), torch.randn(4, 4), temperature=tau, group_size=2).backward()
     assert tau.grad is not None and tau.grad != 0
+
+
+def test_info_nce_leaves_known_positives_out_of_the_denominator():
+    """Hand computation: 2 queries, 2 docs each ([pos, neg]); query 0's in-batch doc 3 is labelled
+    relevant to it (say query 1's hard negative is also a positive of query 0)."""
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    d = torch.tensor([[0.8, 0.6], [0.0, 1.0], [0.6, 0.8], [1.0, 0.0]])
+    tau = 0.5
+    known = torch.tensor([[False, False, False, True], [False, False, False, False]])
+    s = (q @ d.T / tau).tolist()
+    l0 = -math.log(math.exp(s[0][0]) / sum(math.exp(s[0][j]) for j in (0, 1, 2)))  # doc 3 left out
+    l1 = -math.log(math.exp(s[1][2]) / sum(math.exp(x) for x in s[1]))
+    got = info_nce(q, d, temperature=tau, group_size=2, known_positives=known)
+    assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+    assert info_nce(q, d, temperature=tau, group_size=2, known_positives=torch.zeros(2, 4, dtype=torch.bool)).item() \
+        == pytest.approx(info_nce(q, d, temperature=tau, group_size=2).item(), rel=1e-7)
+    # a mask on the target itself is ignored: the target always stays
+    target_masked = torch.tensor([[True, False, False, True], [False, False, False, False]])
+    assert info_nce(q, d, temperature=tau, group_size=2, known_positives=target_masked).item() == \
+        pytest.approx(got.item(), rel=1e-7)
+
+
+def test_symmetric_info_nce_masks_known_positives_in_the_doc_to_query_direction_too():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    d = torch.tensor([[0.8, 0.6], [0.0, 1.0], [1.0, 0.0]])  # group_size 1: d_i is q_i's positive
+    tau = 0.5
+    known = torch.zeros(3, 3, dtype=torch.bool)
+    known[2, 0] = True  # d_0 (query 0's positive) is also relevant to query 2
+    s = (q @ d.T / tau).tolist()  # s[i][j] = q_i . d_j
+    lqd = [-math.log(math.exp(s[i][i]) / sum(math.exp(s[i][j]) for j in range(3) if not known[i, j]))
+           for i in range(3)]
+    # doc -> query: p_i against queries k; p_0 is not a negative of q_2
+    ldq = [-math.log(math.exp(s[i][i]) / sum(math.exp(s[k][i]) for k in range(3) if not known[k, i]))
+           for i in range(3)]
+    got = info_nce(q, d, temperature=tau, group_size=1, symmetric=True, known_positives=known)
+    assert got.item() == pytest.approx((sum(lqd) / 3 + sum(ldq) / 3) / 2, rel=1e-6)

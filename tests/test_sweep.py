@@ -173,3 +173,53 @@ def test_pooled_test_is_exact_for_the_pooling_model(tmp_path, tiny_model_dir, ti
     assert len(pooled.corpus) < len(test.corpus)
     full = evaluate_dense(encoder, test, cfg, show_progress=False).metrics
     assert evaluate_dense(encoder, pooled, cfg, show_progress=False).metrics == pytest.approx(full, abs=1e-6)
+
+
+def test_a_variant_that_died_before_its_first_checkpoint_starts_over(tmp_path):
+    """run.py refuses a folder that holds a run; the sweep reruns such a variant with --overwrite."""
+    from experiments.sweep import variant_command
+    from ragtune.sweep import Sweep
+
+    sweep = Sweep(name="s", config="base.py", overrides={}, variants=[{"loss.temperature": [0.05]}], metrics=())
+    variant = Variant(name="temperature=0.05", overrides={"loss.temperature": 0.05})
+    out = tmp_path / "temperature=0.05"
+    out.mkdir()
+    assert "--overwrite" not in variant_command(sweep, variant, {}, out, resume=False)  # a fresh folder
+    (out / "config.json").write_text("{}")  # a launch that died in mining or the baseline
+    assert variant_command(sweep, variant, {}, out, resume=False)[-1] == "--overwrite"
+    assert variant_command(sweep, variant, {}, out, resume=True)[-1] == "--train.resume=latest"
+
+
+def test_fold_summary_is_the_mean_and_sample_std_over_folds():
+    from ragtune.sweep import fold_summary
+
+    rows = [{"baseline/test/ndcg@10": b, "final/test/ndcg@10": f} for b, f in ((0.3, 0.4), (0.5, 0.45), (0.2, 0.35))]
+    s = fold_summary(rows, ["final/test/ndcg@10"])["final/test/ndcg@10"]
+    deltas = [0.1, -0.05, 0.15]
+    assert s["final_mean"] == pytest.approx(0.4) and s["baseline_mean"] == pytest.approx(1 / 3)
+    assert s["final_std"] == pytest.approx(((0.0 ** 2 + 0.05 ** 2 + 0.05 ** 2) / 2) ** 0.5)
+    assert s["delta_mean"] == pytest.approx(sum(deltas) / 3)
+    mean = sum(deltas) / 3
+    assert s["delta_std"] == pytest.approx((sum((d - mean) ** 2 for d in deltas) / 2) ** 0.5)
+    assert s["improved"] == 2 and s["folds"] == 3
+
+
+def test_cross_validation_runs_every_fold_and_reports_mean_and_std(tmp_path, subprocess_env, tiny_model_dir,
+                                                                   tiny_data_root):
+    base = tmp_path / "base.py"
+    base.write_text(CONFIG.format(task="biencoder", out=str(tmp_path / "unused"), model=str(tiny_model_dir),
+                                  root=str(tiny_data_root)))
+    out = tmp_path / "cv"
+    cmd = [sys.executable, str(REPO / "experiments" / "cv.py"), "--config", str(base), "--folds", "2", "--out",
+           str(out), "--train.batch_size=2", "--train.epochs=2", "--optim.lr=1e-3", "--data.dev_fraction=0.25"]
+    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from ragtune.sweep import fold_summary
+
+    rows = [json.loads((out / f"cv_fold={i}" / "results.json").read_text()) for i in range(2)]
+    tests = [json.loads((out / f"cv_fold={i}" / "config.json").read_text())["data"] for i in range(2)]
+    assert [t["cv_fold"] for t in tests] == [0, 1] and all(t["cv_folds"] == 2 for t in tests)
+    expected = fold_summary(rows, ["final/test/ndcg@10", "final/test/recall@10", "final/test/mrr@10"])
+    got = json.loads((out / "cv.json").read_text())
+    assert got.keys() == expected.keys() and all(got[m] == pytest.approx(expected[m]) for m in expected)
+    assert "| final/test/ndcg@10 |" in (out / "cv.md").read_text()

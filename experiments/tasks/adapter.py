@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from experiments.tasks import TaskParts
 from ragtune.cache import cached_encode
 from ragtune.config import ConfigError
-from ragtune.data.beir import load_beir
+from ragtune.data.folds import dev_source_name, load_split, own_dev_split
 from ragtune.data.pairs import load_records, queries_from_records, seeded_holdout, split_by_positive_doc
 from ragtune.evaluation import corpus_texts
 from ragtune.losses import LOSS_KINDS, LOSSES, grouped_scores
@@ -126,9 +126,8 @@ def build(cfg, accelerator) -> TaskParts:
         raise ConfigError(f"adapter.negatives='{acfg.negatives}' is not one of {NEGATIVE_SOURCES}")
     if cfg.loss.name not in LOSSES:
         raise ConfigError(f"loss.name='{cfg.loss.name}' is not one of {sorted(LOSSES)}")
-    data_root = cfg.data.data_root or None
-    train_set = load_beir(cfg.data.dataset, cfg.data.train_split, data_root)
-    eval_set = load_beir(cfg.data.dataset, cfg.data.eval_split, data_root)
+    train_set = load_split(cfg, "train")
+    eval_set = load_split(cfg, "eval")
     doc_ids, texts = corpus_texts(train_set)
     doc_index = {d: i for i, d in enumerate(doc_ids)}
 
@@ -145,6 +144,10 @@ def build(cfg, accelerator) -> TaskParts:
     train_q = cached_encode(encoder, [train_queries[q] for q in train_qids], "query", cache_dir, bs, show)
     eval_qids = list(eval_set.queries)
     eval_q = cached_encode(encoder, [eval_set.queries[q] for q in eval_qids], "query", cache_dir, bs, show)
+    own_dev = None if cfg.data.train_file else own_dev_split(cfg)  # synthetic queries: dev from the file
+    if own_dev is not None:
+        own_dev_qids = list(own_dev.queries)
+        own_dev_q = cached_encode(encoder, [own_dev.queries[q] for q in own_dev_qids], "query", cache_dir, bs, show)
     del encoder  # from here on nothing runs the encoder
     cache_seconds = time.perf_counter() - start
     if accelerator.device.type == "cpu" and acfg.num_threads > 0:
@@ -154,18 +157,20 @@ def build(cfg, accelerator) -> TaskParts:
 
     device = accelerator.device
     d_emb = torch.from_numpy(d_emb).to(device)  # (N, H)
-    check_dev_fraction(cfg.data.dev_fraction)
-    fit_qids, dev_qids = split_by_positive_doc(train_qids, train_qrels, cfg.data.dev_fraction, cfg.seed) \
-        if cfg.data.train_file else split_train_dev(train_qids, cfg.data.dev_fraction, cfg.seed)
     row = {q: i for i, q in enumerate(train_qids)}
+    if own_dev is not None:  # the collection's own dev split: every train query trains
+        fit_qids, dev_qids = train_qids, own_dev_qids
+        dev = (torch.from_numpy(own_dev_q).to(device), dev_qids, own_dev.qrels)
+    else:
+        check_dev_fraction(cfg.data.dev_fraction)
+        fit_qids, dev_qids = split_by_positive_doc(train_qids, train_qrels, cfg.data.dev_fraction, cfg.seed) \
+            if cfg.data.train_file else split_train_dev(train_qids, cfg.data.dev_fraction, cfg.seed)
+        dev = (torch.from_numpy(train_q[[row[q] for q in dev_qids]]).to(device), dev_qids,
+               {q: train_qrels[q] for q in dev_qids})
     fit_q = torch.from_numpy(train_q[[row[q] for q in fit_qids]]).to(device)  # (Qt, H)
     positives = [[doc_index[d] for d, g in train_qrels[q].items() if g >= 1] for q in fit_qids]
     keep = [i for i, p in enumerate(positives) if p]  # a query without a relevant doc cannot train
-    splits = {
-        "dev": (torch.from_numpy(train_q[[row[q] for q in dev_qids]]).to(device), dev_qids,
-                {q: train_qrels[q] for q in dev_qids}),
-        cfg.data.eval_split: (torch.from_numpy(eval_q).to(device), eval_qids, eval_set.qrels),
-    }
+    splits = {"dev": dev, cfg.data.eval_split: (torch.from_numpy(eval_q).to(device), eval_qids, eval_set.qrels)}
     # Eval queries none of whose relevant docs is a training positive: on SciFact many test positives
     # are also train positives, and this split shows how much of the gain is more than learning them.
     train_pos = {doc_ids[d] for p in positives for d in p}
@@ -222,4 +227,4 @@ def build(cfg, accelerator) -> TaskParts:
                      train_loader=loader, step_fn=step_fn, export=export,
                      timings={"embed_or_cache_seconds": cache_seconds, "corpus_docs": len(doc_ids),
                               "train_queries": len(keep), "dev_queries": len(dev_qids),
-                              "eval_unseen_pos_queries": len(unseen)})
+                              "eval_unseen_pos_queries": len(unseen), "dev_source": dev_source_name(cfg, own_dev)})

@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader
 
 from experiments.tasks import TaskParts
 from ragtune.config import ConfigError
-from ragtune.data.beir import BeirDataset, load_beir
-from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler
+from ragtune.data.beir import BeirDataset
+from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler, known_positive_mask
+from ragtune.data.folds import dev_source_name, load_split, own_dev_split
 from ragtune.data.pairs import (
     check_negatives,
     load_records,
@@ -61,11 +62,18 @@ def make_loss(cfg, group_size: int):
     gather = cfg.train.cross_device_negatives and world_size() > 1
 
     takes_temperature = "temperature" in inspect.signature(fn).parameters
+    takes_known = "known_positives" in inspect.signature(fn).parameters
 
-    def compute(q_emb, d_emb, teacher, temperature):
+    def compute(q_emb, d_emb, teacher, temperature, relevance=None):
+        """`relevance`: the batch's (q_relevant, d_index) for losses that mask known positives."""
         if kind == "embedding":
             kw = {**kwargs, "temperature": temperature} if takes_temperature else kwargs
-            if gather and cfg.loss.name == "info_nce":
+            gathered = gather and cfg.loss.name == "info_nce"
+            if takes_known and relevance is not None:
+                q_relevant, d_index = relevance
+                kw["known_positives"] = known_positive_mask(q_relevant, gather_with_grad(d_index) if gathered
+                                                            else d_index)
+            if gathered:
                 # Every rank scores its queries against every rank's documents.
                 offset = local_target_offset(q_emb.shape[0], group_size)
                 return fn(q_emb, gather_with_grad(d_emb), group_size=group_size, target_offset=offset, **kw)
@@ -84,6 +92,14 @@ def make_loss(cfg, group_size: int):
         return fn(scores, **kwargs)
 
     return compute
+
+
+AUTO_PER_QUERY_ABOVE = 2.0  # data.sampling=auto samples per query above this many positives per query
+
+
+def records_per_query(records: list) -> float:
+    """Training records (query, positive pairs) per distinct query; a record without a qid counts alone."""
+    return len(records) / max(1, len({r.qid or f"#record-{i}" for i, r in enumerate(records)}))
 
 
 def dev_pool(encoder: Encoder, train: BeirDataset, dev_qids, cfg) -> BeirDataset:
@@ -148,22 +164,37 @@ def build(cfg, accelerator) -> TaskParts:
     compute_loss = make_loss(cfg, group_size)  # first: a bad loss name fails before any loading
     encoder = Encoder.from_config(cfg.model).to(accelerator.device)
     model = BiEncoder(encoder, cfg.loss.temperature, cfg.loss.learn_temperature)
-    root = cfg.data.data_root or None
-    train = load_beir(cfg.data.dataset, cfg.data.train_split, root)
-    test = load_beir(cfg.data.dataset, cfg.data.eval_split, root)
+    train = load_split(cfg, "train")
+    test = load_split(cfg, "eval")
     if cfg.eval.test_pool_top_k > 0:  # pooled test: cheap for sweeps, labelled '<split>-pool<k>' in results
         test = candidate_pool(encoder, test, cfg.eval.test_pool_top_k, cfg.eval)
     source = training_file(cfg, accelerator) if (cfg.data.train_file or cfg.mining.source) else ""
-    records = load_records(source) if source else records_from_qrels(train)
+    records = load_records(source) if source else records_from_qrels(train, cfg.data.min_grade)
+    min_grade = cfg.data.min_grade  # a file's records may hold pairs below it (mined from all qrels)
+    records = [r for r in records if train.qrels.get(r.qid, {}).get(r.pos_id, min_grade) >= min_grade]
     check_negatives(records, cfg.data.num_negatives, source or f"qrels of {train.name}/{train.split}")
-    dev_source, dev_qids = dev_split(records, train, cfg.data.dev_fraction, cfg.seed)
+    own_dev = own_dev_split(cfg)
+    if own_dev is not None and (not records or any(r.qid in train.qrels for r in records)):
+        dev_source, dev_qids = own_dev, set(own_dev.qrels)
+    else:  # synthetic pairs keep dev out of the file itself: no human label selects their checkpoint
+        own_dev = None
+        dev_source, dev_qids = dev_split(records, train, cfg.data.dev_fraction, cfg.seed)
     records = [r for r in records if r.qid not in dev_qids]  # dev queries never train
     dev = dev_pool(encoder, dev_source, dev_qids, cfg) if dev_qids else None
 
-    collate = GroupCollator(encoder.tokenize, cfg.data.num_negatives, cfg.seed)
+    # The train split's qrels (dev queries included: their labels are facts about the documents too)
+    relevant = {q: {d for d, grade in docs.items() if grade >= 1} for q, docs in train.qrels.items()} \
+        if cfg.data.mask_known_positives else None
+    doc_index = {doc_id: i for i, doc_id in enumerate(train.corpus)} if relevant is not None else None
+    collate = GroupCollator(encoder.tokenize, cfg.data.num_negatives, cfg.seed, relevant, doc_index)
     lengths = positive_lengths(encoder, records) if cfg.train.bucket_size > 0 else None
+    per_record = records_per_query(records)
+    per_query = cfg.data.sampling == "query" or (cfg.data.sampling == "auto" and per_record > AUTO_PER_QUERY_ABOVE)
+    weights = [float(train.qrels.get(r.qid, {}).get(r.pos_id, 1)) for r in records] \
+        if per_query and cfg.data.grade_weighted else None
     sampler = UniquePositiveBatchSampler(records, cfg.train.batch_size, cfg.seed, drop_last=True,
-                                         lengths=lengths, bucket_size=cfg.train.bucket_size)
+                                         lengths=lengths, bucket_size=cfg.train.bucket_size,
+                                         per_query=per_query, weights=weights)
     # A private generator: DataLoader would otherwise draw its seed from the global RNG at every
     # epoch start, and a resumed run (which starts mid-epoch) would see a different RNG stream.
     loader = DataLoader(RecordDataset(records), batch_sampler=sampler, collate_fn=collate,
@@ -172,14 +203,15 @@ def build(cfg, accelerator) -> TaskParts:
     def step_fn(model, batch):
         temperature = accelerator.unwrap_model(model).temperature
         teacher = batch.get("teacher")
+        relevance = (batch["q_relevant"], batch["d_index"]) if "q_relevant" in batch else None
         if cfg.train.gradcache_chunk > 0:
             chunk = cfg.train.gradcache_chunk
             loss = grad_cache_step(lambda b: model(**b), lambda b: model(**b),
                                    split_batch(batch["q"], chunk), split_batch(batch["d"], chunk),
-                                   lambda q, d: compute_loss(q, d, teacher, temperature),
+                                   lambda q, d: compute_loss(q, d, teacher, temperature, relevance),
                                    backward_fn=accelerator.backward)
         else:
-            loss = compute_loss(model(**batch["q"]), model(**batch["d"]), teacher, temperature)
+            loss = compute_loss(model(**batch["q"]), model(**batch["d"]), teacher, temperature, relevance)
         return loss, {"temperature": float(temperature)}
 
     def evaluate(model, split_name: str) -> dict[str, float]:
@@ -192,7 +224,10 @@ def build(cfg, accelerator) -> TaskParts:
     if accelerator.is_main_process:
         print(f"train records {len(records)} ({len({r.qid for r in records})} queries), dev queries {len(dev_qids)} "
               f"over a pool of {len(dev.corpus) if dev else 0} docs, group size {group_size}, "
-              f"{len(sampler)} batches/epoch")
+              f"{len(sampler)} batches/epoch, sampling per {'query' if per_query else 'pair'} "
+              f"({per_record:.1f} records/query)")
     return TaskParts(model=model, evaluate=evaluate, eval_splits=[test.split], train_loader=loader,
                      step_fn=step_fn, step_does_backward=cfg.train.gradcache_chunk > 0,
-                     export=lambda m, path: export_sentence_transformers(m.encoder, path))
+                     export=lambda m, path: export_sentence_transformers(m.encoder, path),
+                     timings={"records_per_query": per_record, "sampling": "query" if per_query else "pair",
+                              "dev_source": dev_source_name(cfg, own_dev)})

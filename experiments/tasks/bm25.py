@@ -10,13 +10,13 @@ from __future__ import annotations
 import torch
 
 from experiments.tasks import TaskParts
-from ragtune.data.beir import load_beir
+from ragtune.data.folds import load_split
 from ragtune.first_stage import first_stage_run
 from ragtune.metrics import evaluate
 
 
 def build(cfg, accelerator) -> TaskParts:
-    dataset = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
+    dataset = load_split(cfg, "eval")
     # No trainable model: the loop and export never run for an evaluation-only task.
     parts = TaskParts(model=torch.nn.Identity(), evaluate=None, eval_splits=[cfg.data.eval_split])
 

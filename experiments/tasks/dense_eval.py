@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from experiments.tasks import TaskParts
-from ragtune.data.beir import load_beir
+from ragtune.data.folds import load_split
 from ragtune.evaluation import evaluate_dense
 from ragtune.models.encoder import Encoder
 
 
 def build(cfg, accelerator) -> TaskParts:
     encoder = Encoder.from_config(cfg.model).to(accelerator.device)
-    dataset = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
+    dataset = load_split(cfg, "eval")
     parts = TaskParts(model=encoder, evaluate=None, eval_splits=[cfg.data.eval_split])
 
     def evaluate(model, split: str) -> dict[str, float]:

@@ -23,7 +23,8 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from experiments.tasks import TaskParts
 from ragtune.config import ConfigError, config_from_dict
-from ragtune.data.beir import BeirDataset, load_beir
+from ragtune.data.beir import BeirDataset
+from ragtune.data.folds import load_split
 from ragtune.data.instruct import (
     LengthBucketSampler,
     answer_loss,
@@ -179,9 +180,8 @@ def both_ways(model, tokenizer, records: list, g, desc: str = "generate", show_p
 
 def build(cfg, accelerator) -> TaskParts:
     g = cfg.generator
-    root = cfg.data.data_root or None
-    train = load_beir(cfg.data.dataset, cfg.data.train_split, root)
-    test = load_beir(cfg.data.dataset, cfg.data.eval_split, root)
+    train = load_split(cfg, "train")
+    test = load_split(cfg, "eval")
     base, tokenizer = load_generator(g.name, cfg.eval.cache_dir or None)
     model = add_lora(base, g).to(accelerator.device)
     pad_id = pad_token_id(tokenizer)

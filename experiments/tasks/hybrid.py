@@ -13,7 +13,8 @@ from pathlib import Path
 
 from experiments.tasks import TaskParts
 from ragtune.config import HybridConfig
-from ragtune.data.beir import BeirDataset, load_beir
+from ragtune.data.beir import BeirDataset
+from ragtune.data.folds import load_split
 from ragtune.data.pairs import split_queries
 from ragtune.first_stage import FUSIONS, check_hybrid, first_stage_run, fuse
 from ragtune.metrics import evaluate
@@ -23,7 +24,7 @@ WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # dense share; 0 = BM25 o
 
 
 def dev_set(cfg) -> BeirDataset:
-    train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
+    train = load_split(cfg, "train")
     dev_qids = sorted(split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed).dev_qids)
     if not dev_qids:
         raise ValueError(f"data.dev_fraction={cfg.data.dev_fraction} holds out no {train.split} queries")
@@ -51,7 +52,7 @@ def tune(cfg, encoder, dev: BeirDataset, metric: str) -> tuple[HybridConfig, lis
 def build(cfg, accelerator) -> TaskParts:
     check_hybrid(cfg.hybrid)  # before loading or encoding anything
     encoder = Encoder.from_config(cfg.model).to(accelerator.device)
-    test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
+    test = load_split(cfg, "eval")
     dev = dev_set(cfg)
     if cfg.hybrid.tune:
         metric = cfg.train.metric_for_best

@@ -15,7 +15,7 @@ import dataclasses
 from experiments.tasks import TaskParts
 from experiments.tasks.reranker import first_stage_runs, make_scorer, score_cache_path
 from ragtune.config import ConfigError
-from ragtune.data.beir import load_beir
+from ragtune.data.folds import load_split
 from ragtune.data.pairs import split_queries
 from ragtune.metrics import evaluate
 from ragtune.models.cross_encoder import CrossEncoder, format_doc
@@ -53,7 +53,7 @@ def build(cfg, accelerator) -> TaskParts:
             raise ConfigError(f"rerank.interpolate_grid picks w by train.metric_for_best="
                               f"'{cfg.train.metric_for_best}', which needs a cutoff such as 'ndcg@10'")
     show = accelerator.is_main_process
-    test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
+    test = load_split(cfg, "eval")
     runs, timings = first_stage_runs(cfg, {cfg.data.eval_split: test}, show)
     run = runs[cfg.data.eval_split]
     qids = list(test.queries)[: rc.max_queries or None]
@@ -91,7 +91,7 @@ def build(cfg, accelerator) -> TaskParts:
         if not rc.interpolate_grid:
             return rc.interpolate
         if "w" not in chosen:
-            train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
+            train = load_split(cfg, "train")
             dev_qids = sorted(split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed).dev_qids)
             dev_set = dataclasses.replace(train, queries={q: train.queries[q] for q in dev_qids},
                                           qrels={q: train.qrels[q] for q in dev_qids})  # first stage for dev only

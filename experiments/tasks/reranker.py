@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from experiments.tasks import TaskParts
 from ragtune.cache import cache_root, weights_fingerprint
 from ragtune.config import ModelConfig
-from ragtune.data.beir import load_beir
+from ragtune.data.folds import load_split
 from ragtune.data.pairs import split_queries
 from ragtune.first_stage import first_stage_run
 from ragtune.losses import LOSS_KINDS, LOSSES
@@ -81,8 +81,8 @@ def build(cfg, accelerator) -> TaskParts:
     show = accelerator.is_main_process
     model = CrossEncoder.from_pretrained(cfg.model.name, max_length=rc.max_length,
                                          query_max_length=rc.query_max_length, doc_template=rc.doc_template)
-    train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
-    test = load_beir(cfg.data.dataset, cfg.data.eval_split, cfg.data.data_root or None)
+    train = load_split(cfg, "train")
+    test = load_split(cfg, "eval")
     doc_texts = {d: format_doc(doc, rc.doc_template) for d, doc in test.corpus.items()}
     split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
     runs, timings = first_stage_runs(cfg, {cfg.data.train_split: train, cfg.data.eval_split: test}, show)
@@ -163,7 +163,7 @@ def write_teacher_file(cfg, show_progress: bool = True) -> Path:
     if not rc.teacher_model or not cfg.data.train_file:
         raise ValueError("set rerank.teacher_model (a saved reranker) and data.train_file (the JSONL to write)")
     teacher = CrossEncoder.from_pretrained(rc.teacher_model)
-    train = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)
+    train = load_split(cfg, "train")
     runs, _ = first_stage_runs(cfg, {cfg.data.train_split: train}, show_progress)
     groups = training_groups(runs[cfg.data.train_split], train.qrels, list(train.corpus), rc.group_size,
                              rc.hard_fraction, rc.hard_depth, seed=cfg.seed)
@@ -182,9 +182,9 @@ def write_teacher_file(cfg, show_progress: bool = True) -> Path:
 if __name__ == "__main__":  # python -m experiments.tasks.reranker --config configs/scifact_distill.py
     import argparse
 
-    from ragtune.config import apply_overrides, load_config_file, parse_cli_overrides
+    from ragtune.config import load_config, parse_cli_overrides
 
     parser = argparse.ArgumentParser(description="write reranker teacher scores for distillation")
     parser.add_argument("--config", required=True)
     args, rest = parser.parse_known_args()
-    print(f"wrote {write_teacher_file(apply_overrides(load_config_file(args.config), parse_cli_overrides(rest)))}")
+    print(f"wrote {write_teacher_file(load_config(args.config, parse_cli_overrides(rest)))}")

@@ -104,3 +104,55 @@ def test_seeded_holdout_sizes_order_and_bounds():
     assert len(seeded_holdout(items, 0.01, seed=1)[1]) == 1  # at least one when fraction > 0
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         seeded_holdout(items, 1.0, seed=1)
+
+
+def _multi_positive_records():
+    # q1 has 4 positives, q2 two, q3 one; positives are distinct documents
+    rows = [("q1", f"a{i}") for i in range(4)] + [("q2", "b0"), ("q2", "b1"), ("q3", "c0")]
+    return [TrainRecord(query=f"query {q}", pos=f"text {d}", qid=q, pos_id=d) for q, d in rows]
+
+
+def test_per_query_sampling_gives_each_query_once_an_epoch_and_varies_the_positive():
+    records = _multi_positive_records()
+    sampler = UniquePositiveBatchSampler(records, batch_size=1, seed=3, drop_last=False, per_query=True)
+    seen = []
+    for epoch in range(40):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 3  # one record per query, not 7
+        qids = sorted(records[i].qid for batch in batches for i, _ in batch)
+        assert qids == ["q1", "q2", "q3"]
+        seen += [records[i].pos_id for batch in batches for i, _ in batch if records[i].qid == "q1"]
+    assert set(seen) == {"a0", "a1", "a2", "a3"}  # every positive of q1 gets its turn
+    again = UniquePositiveBatchSampler(records, batch_size=1, seed=3, drop_last=False, per_query=True)
+    again.set_epoch(39)
+    assert list(again) == batches  # (seed, epoch) alone fixes an epoch: resume replays it
+
+
+def test_grade_weighted_per_query_sampling_follows_the_grades():
+    records = [TrainRecord(query="q", pos=f"p{i}", qid="q", pos_id=f"d{i}") for i in range(2)]
+    sampler = UniquePositiveBatchSampler(records, batch_size=1, seed=0, drop_last=False, per_query=True,
+                                         weights=[3.0, 1.0])
+    picks = []
+    for epoch in range(4000):
+        sampler.set_epoch(epoch)
+        picks += [i for batch in sampler for i, _ in batch]
+    assert picks.count(0) / len(picks) == pytest.approx(0.75, abs=0.02)
+
+
+def test_collator_marks_known_positives_of_each_query_among_the_batch_documents():
+    from ragtune.data.collate import known_positive_mask
+
+    records = [TrainRecord(query="q1", pos="A", qid="q1", pos_id="a", negs=("B",), neg_ids=("b",)),
+               TrainRecord(query="q2", pos="B", qid="q2", pos_id="b", negs=("C",), neg_ids=("c",)),
+               TrainRecord(query="q3", pos="X", negs=("A",))]  # no ids: nothing to mask
+    relevant = {"q1": {"a", "c"}, "q2": {"b"}}  # c (q2's negative) is also relevant to q1
+    doc_index = {d: i for i, d in enumerate("abcx")}
+    collate = GroupCollator(lambda texts, kind: {"n": len(texts)}, num_negatives=1, relevant=relevant,
+                            doc_index=doc_index)
+    batch = collate([(r, 0) for r in records])
+    assert batch["d_index"].tolist() == [0, 1, 1, 2, -1, -1]  # rows: A B | B C | X A
+    mask = known_positive_mask(batch["q_relevant"], batch["d_index"])
+    assert mask.tolist() == [[True, False, False, True, False, False],   # q1: its own A, and C
+                             [False, True, True, False, False, False],   # q2: B twice (its own + q1's negative)
+                             [False, False, False, False, False, False]]  # q3: unknown ids

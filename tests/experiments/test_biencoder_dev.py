@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from experiments.tasks.biencoder import dev_split
 from ragtune.data.beir import BeirDataset, Doc
 from ragtune.data.pairs import TrainRecord, split_queries
@@ -39,3 +43,33 @@ def test_positive_lengths_count_the_tokens_the_encoder_sees(tiny_model_dir):
     records = [TrainRecord(query="q", pos=text) for text in ["a b", "a b c d e f g h i j"]]
     expected_short = len(encoder.tokenizer("p: a b")["input_ids"])  # [CLS] + prefix + text + [SEP]
     assert positive_lengths(encoder, records) == [expected_short, 6]  # the long one is cut at doc_max_length
+
+
+def _with_own_dev(root, moved=("q1", "q2", "q3")):
+    """The tiny set with three train queries moved from qrels/train.tsv to qrels/dev.tsv."""
+    qrels = root / "tiny" / "qrels"
+    lines = qrels.joinpath("train.tsv").read_text().splitlines()
+    keep = [lines[0]] + [row for row in lines[1:] if row.split("\t")[0] not in moved]
+    qrels.joinpath("train.tsv").write_text("\n".join(keep) + "\n")
+    qrels.joinpath("dev.tsv").write_text("\n".join([lines[0]] + [r for r in lines[1:] if r.split("\t")[0] in moved])
+                                         + "\n")
+
+
+@pytest.mark.parametrize("task", ["biencoder", "adapter"])
+def test_a_collection_with_its_own_dev_split_selects_on_it(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root,
+                                                           task):
+    from tests.experiments.test_run_e2e import run_entry
+
+    _with_own_dev(tiny_data_root)
+    out, proc = run_entry(tmp_path, subprocess_env, task, tiny_model_dir, tiny_data_root, "--train.epochs=1",
+                          "--train.batch_size=4")
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["dev_source"] == "qrels/dev.tsv"
+    if task == "biencoder":  # all 27 remaining train queries train; the 3 dev queries select
+        assert "train records 27 (27 queries), dev queries 3" in proc.stdout
+    else:
+        assert timings["dev_queries"] == 3 and timings["train_queries"] == 27
+    held, _ = run_entry(tmp_path, subprocess_env, task, tiny_model_dir, tiny_data_root, "--train.epochs=1",
+                        "--train.batch_size=4", "--data.dev_split=holdout", "--overwrite")
+    held_out = json.loads((held / "timings.json").read_text())["dev_source"]
+    assert held_out == "0.2 of the train queries, held out (seed 7)"
