@@ -92,13 +92,24 @@ def unused_trainable(model) -> list[str]:
             if p.requires_grad and p.grad is None]
 
 
+def all_finite(accelerator, loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process: all of them stop together, not one alone while
+    the others wait for it in the next collective."""
+    finite = torch.isfinite(loss.detach()).float()
+    if accelerator.num_processes > 1:
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite)
+
+
 def non_finite_message(cfg, loss: torch.Tensor, state: dict) -> str:
     failed = state["step"] + 1
     good = last_good_checkpoint(cfg.output_dir, failed)
     where = (f"Resume from {good} (finite weights, and its weights gave a finite loss) with "
              f"--train.resume={good} and a lower --optim.lr (applied on resume)" if good is not None else
              "No checkpoint precedes the divergence: start again (--overwrite) with a lower optim.lr")
-    return (f"loss is {loss.item()} at step {failed} (epoch {state['epoch']}); stopped before the update. "
+    value = loss.item()
+    what = f"loss is {value}" if not math.isfinite(value) else "the loss is not finite on another process"
+    return (f"{what} at step {failed} (epoch {state['epoch']}); stopped before the update. "
             f"{where}; optim.max_grad_norm or train.mixed_precision=no may help too.")
 
 
@@ -161,7 +172,7 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
         for batch in batches:
             with accelerator.accumulate(model):
                 loss, logs = parts.step_fn(model, batch)
-                if not torch.isfinite(loss):
+                if not all_finite(accelerator, loss):
                     raise NonFiniteLossError(non_finite_message(cfg, loss, state))
                 if not parts.step_does_backward:
                     accelerator.backward(loss)
@@ -349,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

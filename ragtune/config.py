@@ -415,7 +415,7 @@ def _each(check):
 RANGE_RULES: dict[str, tuple] = {
     "seed": _at_least(0),
     "model.query_max_length": _at_least(1), "model.doc_max_length": _at_least(1),
-    "data.dev_fraction": _within(0.0, 1.0, high_open=True), "data.num_negatives": _at_least(0),
+    "data.dev_fraction": _within(0.0, 1.0), "data.num_negatives": _at_least(0),
     "data.min_grade": _at_least(1), "data.cv_folds": _at_least(0), "data.cv_fold": _at_least(0),
     "loss.temperature": _above(0.0), "loss.margin": _at_least(0.0),
     "optim.lr": _above(0.0), "optim.weight_decay": _at_least(0.0), "optim.betas": _each(_within(0.0, 1.0, True)),

@@ -161,8 +161,12 @@ def write_training_records(path: str | Path, dataset: BeirDataset, negatives: Ne
         for qid, negs in negatives.items():
             if qid not in positives:
                 raise KeyError(f"mined query '{qid}' has no positive in the qrels of {dataset.name}/{dataset.split}")
+            # A document with neither title nor text teaches nothing, as a positive or a negative.
+            negs = [(d, s) for d, s in negs if dataset.corpus[d].full_text()]
             neg_ids = [d for d, _ in negs]
             for pos_id in positives[qid]:
+                if not dataset.corpus[pos_id].full_text():
+                    continue
                 row = {"qid": qid, "query": dataset.queries[qid], "pos_id": pos_id,
                        "pos": dataset.corpus[pos_id].full_text(), "neg_ids": neg_ids,
                        "negs": [dataset.corpus[d].full_text() for d in neg_ids],

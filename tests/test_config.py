@@ -74,7 +74,7 @@ def test_config_file_errors(tmp_path):
     ("train.batch_size", "0", "--train.batch_size: must be >= 1, got 0"),
     ("train.batch_size", "-1", "--train.batch_size: must be >= 1, got -1"),
     ("train.grad_accum", "0", "--train.grad_accum: must be >= 1, got 0"),
-    ("data.dev_fraction", "1.5", "--data.dev_fraction: must be in [0.0, 1.0), got 1.5"),
+    ("data.dev_fraction", "1.5", "--data.dev_fraction: must be in [0.0, 1.0], got 1.5"),
     ("data.num_negatives", "-1", "--data.num_negatives: must be >= 0, got -1"),
     ("optim.lr", "-1", "--optim.lr: must be > 0.0, got -1.0"),
     ("eval.k_values", "0", "--eval.k_values: every value must be >= 1, got (0,)"),

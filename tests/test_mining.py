@@ -140,3 +140,18 @@ def test_sources_drop_positives_and_score_like_the_retriever(tmp_path):
     full = index.score_all("dogs bark")
     assert set(run["q2"]) == {"d4"}  # d2 is the positive; d4 (grade 0) shares "dogs"; the rest score 0
     assert float(score("q2", ["d2"])[0]) == pytest.approx(float(full[1]))
+
+
+def test_documents_without_text_are_neither_positives_nor_negatives(tmp_path):
+    from ragtune.data.beir import BeirDataset, Doc
+    from ragtune.data.pairs import load_records, records_from_qrels
+    from ragtune.mining import write_training_records
+
+    corpus = {"d0": Doc(title="a", text="text"), "d1": Doc(title="", text=""), "d2": Doc(title="b", text="more")}
+    dataset = BeirDataset(name="t", split="train", corpus=corpus, queries={"q": "query"},
+                          qrels={"q": {"d0": 1, "d1": 2}})
+    assert [r.pos_id for r in records_from_qrels(dataset)] == ["d0"]
+    path = tmp_path / "mined.jsonl"
+    assert write_training_records(path, dataset, {"q": [("d1", 0.9), ("d2", 0.5)]}) == 1
+    (record,) = load_records(path)
+    assert record.pos_id == "d0" and record.neg_ids == ("d2",) and record.negs == ("b more",)

@@ -160,12 +160,13 @@ def check_negatives(records: list[TrainRecord], num_negatives: int, source: str)
 
 
 def records_from_qrels(dataset: BeirDataset, min_grade: int = 1) -> list[TrainRecord]:
-    """One record per relevant (query, doc) pair of the split, no negatives."""
+    """One record per relevant (query, doc) pair of the split, no negatives; a relevant document with
+    neither title nor text (Cranfield has two) gives no record: an empty positive teaches nothing."""
     return [
         TrainRecord(query=dataset.queries[qid], pos=dataset.corpus[doc_id].full_text(), qid=qid, pos_id=doc_id)
         for qid, docs in dataset.qrels.items()
         for doc_id, grade in docs.items()
-        if grade >= min_grade
+        if grade >= min_grade and dataset.corpus[doc_id].full_text()
     ]
 
 

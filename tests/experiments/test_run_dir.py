@@ -42,7 +42,7 @@ def test_a_rerun_is_refused_and_overwrite_replaces_the_whole_run(tmp_path, subpr
     assert f"overwrite: cleared the earlier run in {out}" in replaced.stdout
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-1", "step-2"]  # no old step-4
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert sorted(set(steps)) == [-1, 1, 2] and steps.count(-1) == 1  # this run's curve and results line only
+    assert sorted(set(steps)) == [-1, 0, 1, 2] and steps.count(-1) == 1  # this run's curve (dev at 0) and results
     assert json.loads((out / "config.json").read_text())["train"]["max_steps"] == 2
 
 
