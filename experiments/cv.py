@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                   description=f"{args.folds}-fold cross-validation over the eval split's queries")
     out = Path(args.out or REPO / "runs" / "cv" / name)
     code = run_sweep(sweep, extra, str(out))
+    if code == 2:  # a bad config or override, already named: rerunning would not help
+        return 2
     rows = collect_rows(out, expand_variants(sweep.variants))
     if code != 0 or len(rows) < args.folds:
         print(f"error: {len(rows)} of {args.folds} folds finished; rerun the same command", file=sys.stderr)

@@ -223,3 +223,13 @@ def test_cross_validation_runs_every_fold_and_reports_mean_and_std(tmp_path, sub
     got = json.loads((out / "cv.json").read_text())
     assert got.keys() == expected.keys() and all(got[m] == pytest.approx(expected[m]) for m in expected)
     assert "| final/test/ndcg@10 |" in (out / "cv.md").read_text()
+
+
+def test_cross_validation_with_a_bad_setting_exits_2_with_one_line(tmp_path, subprocess_env):
+    config = str(REPO / "configs" / "cranfield_adapter.py")
+    cmd = [sys.executable, str(REPO / "experiments" / "cv.py"), "--config", config, "--folds", "1",
+           "--out", str(tmp_path / "cv")]
+    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --data.cv_folds: must be 0 (no cross-validation) or >= 2, got 1"
+    assert not (tmp_path / "cv").exists()
