@@ -31,6 +31,7 @@ def get_config() -> ExperimentConfig:
                             num_negatives=8, num_random=2),
         loss=LossConfig(name="info_nce", temperature=0.05),
         optim=OptimConfig(lr=3e-5, weight_decay=0.01, warmup_ratio=0.1, schedule="linear"),
-        train=TrainConfig(epochs=3, batch_size=32),
+        # A budget in examples (3 SciFact epochs are 2,496), so a larger collection does not train longer.
+        train=TrainConfig(epochs=3, max_examples=2500, batch_size=32),
         eval=EvalConfig(k_values=(1, 10, 100), dev_pool_top_k=20),
     )

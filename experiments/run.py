@@ -113,6 +113,18 @@ def non_finite_message(cfg, loss: torch.Tensor, state: dict) -> str:
             f"{where}; optim.max_grad_norm or train.mixed_precision=no may help too.")
 
 
+def training_length(train_cfg, steps_per_epoch: int) -> tuple[int, int]:
+    """(optimizer steps, steps between dev evaluations).
+
+    max_steps wins; else `epochs`, cut to the train.max_examples budget when one is set (a recipe
+    stated in examples runs as long on a collection of 100k pairs as on one of 1k). Evaluation
+    defaults to once per epoch, and at least three times a run when the budget ends within an epoch."""
+    total = train_cfg.max_steps or train_cfg.epochs * steps_per_epoch
+    if not train_cfg.max_steps and train_cfg.max_examples:
+        total = min(total, math.ceil(train_cfg.max_examples / (train_cfg.batch_size * train_cfg.grad_accum)))
+    return total, train_cfg.eval_every or max(1, min(steps_per_epoch, math.ceil(total / 3)))
+
+
 def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> dict | None:
     """Train parts.model with parts.step_fn; keep the best dev checkpoint; return its dev metrics."""
     out = Path(cfg.output_dir)
@@ -121,7 +133,7 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
                                   lr=cfg.optim.lr, betas=cfg.optim.betas)
     model, optimizer, loader = accelerator.prepare(parts.model, optimizer, parts.train_loader)
     steps_per_epoch = math.ceil(len(loader) / cfg.train.grad_accum)
-    total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
+    total_steps, eval_every = training_length(cfg.train, steps_per_epoch)
     # The scheduler is stepped by hand once per optimizer step (not prepared: accelerate would
     # step it once per process), so total_steps means the same thing on 1 or N processes.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
@@ -129,7 +141,6 @@ def train(cfg, parts: TaskParts, accelerator: Accelerator, log: MetricsLog) -> d
         total_steps=total_steps, kind=cfg.optim.schedule))
     accelerator.register_for_checkpointing(scheduler)
     save_trainable_only(accelerator)
-    eval_every = cfg.train.eval_every or steps_per_epoch
     save_every = cfg.train.save_every or eval_every
 
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,

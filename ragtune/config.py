@@ -84,11 +84,14 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 1
-    max_steps: int = 0  # > 0 caps the number of optimizer steps
+    max_steps: int = 0  # > 0: exactly this many optimizer steps (epochs then do not count)
+    # > 0 (and max_steps 0): a budget in training examples, so a recipe sizes itself to the collection:
+    # at most ceil(max_examples / (batch_size x grad_accum)) optimizer steps, and never more than `epochs`
+    max_examples: int = 0
     batch_size: int = 32
     grad_accum: int = 1
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # fp16 needs a GPU; bf16 on a CPU is slow (warned)
-    eval_every: int = 0  # optimizer steps between dev evaluations; 0 = once per epoch
+    eval_every: int = 0  # optimizer steps between dev evaluations; 0 = once per epoch, at least 3 times a run
     save_every: int = 0  # optimizer steps between checkpoints; 0 = at each evaluation
     metric_for_best: str = "ndcg@10"
     resume: str = ""  # a checkpoint dir, or 'latest' in output_dir
@@ -420,7 +423,7 @@ RANGE_RULES: dict[str, tuple] = {
     "loss.temperature": _above(0.0), "loss.margin": _at_least(0.0),
     "optim.lr": _above(0.0), "optim.weight_decay": _at_least(0.0), "optim.betas": _each(_within(0.0, 1.0, True)),
     "optim.warmup_ratio": _within(0.0, 1.0), "optim.max_grad_norm": _at_least(0.0),
-    "train.epochs": _at_least(0), "train.max_steps": _at_least(0), "train.batch_size": _at_least(1),
+    "train.epochs": _at_least(0), "train.max_steps": _at_least(0), "train.max_examples": _at_least(0), "train.batch_size": _at_least(1),
     "train.grad_accum": _at_least(1), "train.eval_every": _at_least(0), "train.save_every": _at_least(0),
     "train.gradcache_chunk": _at_least(0), "train.bucket_size": _at_least(0),
     "eval.k_values": _each(_at_least(1)), "eval.batch_size": _at_least(1), "eval.top_k": _at_least(1),

@@ -26,7 +26,7 @@ KEPT_ON_OVERWRITE = {LOCK_FILE, "run.log", "sweep.json"}  # the sweep runner wri
 RESUME_FREE = {"train.resume", "overwrite", "output_dir", "eval.batch_size", "eval.cache_dir", "train.save_every"}
 RESUME_FREE_PREFIXES = ("log.",)
 # Changing these on resume is applied explicitly from the resumed step on (and said so).
-RESUME_APPLIED = {"optim.lr", "optim.max_grad_norm", "train.max_steps", "train.epochs"}
+RESUME_APPLIED = {"optim.lr", "optim.max_grad_norm", "train.max_steps", "train.max_examples", "train.epochs"}
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -2,7 +2,11 @@
 retrieve N -> rerank -> top K.
 
 results.json: `baseline/test/...` is the first stage alone, `final/test/...` the reranked run.
-Dev (checkpoint selection) reranks only the top `rerank.dev_n` of the held-out train queries.
+Dev (checkpoint selection) reranks only the top `rerank.dev_n` of the dev queries (the collection's
+own dev split, else a hold-out of the train queries). Every dev evaluation also chooses the mixing
+weight w with the first stage (`interpolate`) among rerank.interpolate_grid (or rerank.interpolate)
+and 1.0, the first stage alone: so the untrained reranker at step 0 scores as its first stage, and
+a reranker that never beats its first stage on dev ends as the first stage alone, and says so.
 First-stage runs are computed once per split (corpus embeddings come from the on-disk cache).
 """
 
@@ -18,7 +22,7 @@ from torch.utils.data import DataLoader
 from experiments.tasks import TaskParts
 from ragtune.cache import cache_root, weights_fingerprint
 from ragtune.config import ModelConfig
-from ragtune.data.folds import load_split
+from ragtune.data.folds import dev_source_name, load_split, own_dev_split, restrict
 from ragtune.data.pairs import split_queries
 from ragtune.first_stage import first_stage_run
 from ragtune.losses import LOSS_KINDS, LOSSES
@@ -28,6 +32,7 @@ from ragtune.models.encoder import ENCODER_META, Encoder, resolve_model_path
 from ragtune.rerank import (
     EpochGroups,
     cascade,
+    choose_interpolation,
     interpolate,
     load_score_cache,
     rerank_run,
@@ -84,23 +89,37 @@ def build(cfg, accelerator) -> TaskParts:
     train = load_split(cfg, "train")
     test = load_split(cfg, "eval")
     doc_texts = {d: format_doc(doc, rc.doc_template) for d, doc in test.corpus.items()}
-    split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
-    runs, timings = first_stage_runs(cfg, {cfg.data.train_split: train, cfg.data.eval_split: test}, show)
+    own_dev = own_dev_split(cfg)
+    if own_dev is not None:  # the collection's own dev split: every train query trains
+        dev_set, train_qids = own_dev, set(train.qrels)
+    else:
+        split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
+        dev_set, train_qids = restrict(train, split.dev_qids, "dev"), set(split.train_qids)
+    doc_texts.update({d: format_doc(doc, rc.doc_template) for d, doc in dev_set.corpus.items()
+                      if d not in doc_texts})
+    runs, timings = first_stage_runs(cfg, {cfg.data.train_split: train, cfg.data.eval_split: test,
+                                           **({"dev": dev_set} if own_dev is not None else {})}, show)
+    if own_dev is None:  # the hold-out's first stage is the train split's
+        runs["dev"] = {q: runs[cfg.data.train_split][q] for q in dev_set.queries}
     eval_qids = list(test.queries)[: rc.max_queries or None]
     parts = TaskParts(model=model, evaluate=None, eval_splits=[cfg.data.eval_split], timings=timings)
+    parts.timings["dev_source"] = dev_source_name(cfg, own_dev)
     cheap = CrossEncoder.from_pretrained(rc.cascade_model) if rc.cascade_model else None
+    # 1.0 (the first stage alone) is always a candidate: reranking never ships worse than no reranking on dev.
+    weights = sorted({*(rc.interpolate_grid or (rc.interpolate,)), 1.0})
+    metric = cfg.train.metric_for_best
 
     def split_data(split_name: str):
         if split_name == "dev":
-            qids = sorted(split.dev_qids)
-            return qids, train.queries, train.qrels, runs[cfg.data.train_split], rc.dev_n
+            return sorted(dev_set.queries), dev_set.queries, dev_set.qrels, runs["dev"], rc.dev_n
         return eval_qids, test.queries, test.qrels, runs[cfg.data.eval_split], rc.retrieve_n
 
     def baseline(split_name: str) -> dict[str, float]:
         qids, _, qrels, run, _ = split_data(split_name)
         return evaluate({q: run[q] for q in qids}, {q: qrels[q] for q in qids}, cfg.eval.k_values)
 
-    def evaluate_split(m: CrossEncoder, split_name: str) -> dict[str, float]:
+    def rerank_split(m: CrossEncoder, split_name: str):
+        """(reranked top n, first-stage run, qrels) of a split's queries."""
         qids, queries, qrels, run, n = split_data(split_name)
         sub = {q: queries[q] for q in qids}
         scorer = make_scorer(m, rc.batch_size)
@@ -116,9 +135,21 @@ def build(cfg, accelerator) -> TaskParts:
                                      show_progress=show, desc=f"rerank {split_name}")
             save_score_cache(path, cache)
             parts.timings.update(s.summary(f"rerank_{split_name}"))
-        reranked = {q: dict(list(docs.items())[:rc.final_k])
-                    for q, docs in interpolate(reranked, run, rc.interpolate).items()}
-        return evaluate(reranked, {q: qrels[q] for q in qids}, cfg.eval.k_values)
+        return reranked, run, {q: qrels[q] for q in qids}
+
+    def evaluate_split(m: CrossEncoder, split_name: str) -> dict[str, float]:
+        """Metrics of the split reranked and mixed with the weight that is best on dev for these weights
+        (dev scores come from the on-disk cache after the first time)."""
+        dev = rerank_split(m, "dev")
+        w = choose_interpolation(*dev, weights, metric)[0]
+        reranked, run, qrels = dev if split_name == "dev" else rerank_split(m, split_name)
+        reranked = {q: dict(list(docs.items())[:rc.final_k]) for q, docs in interpolate(reranked, run, w).items()}
+        if split_name != "dev":
+            parts.timings["interpolate_chosen"] = w
+            if w == 1.0:
+                print(f"warning: the reranker does not beat its first stage on dev {metric}: "
+                      f"final/{split_name} is the first stage alone (interpolate w=1.0)")
+        return {**evaluate(reranked, qrels, cfg.eval.k_values), "interpolate": w}
 
     parts.evaluate = evaluate_split
     parts.baseline_evaluate = baseline
@@ -127,7 +158,7 @@ def build(cfg, accelerator) -> TaskParts:
         return parts
 
     train_run = runs[cfg.data.train_split]
-    qrels = {q: train.qrels[q] for q in split.train_qids}
+    qrels = {q: train.qrels[q] for q in sorted(train_qids)}
     corpus_ids = list(train.corpus)
     groups = EpochGroups(lambda seed: training_groups(train_run, qrels, corpus_ids, rc.group_size, rc.hard_fraction,
                                                       rc.hard_depth, seed=seed),
@@ -151,7 +182,7 @@ def build(cfg, accelerator) -> TaskParts:
     parts.train_loader = DataLoader(groups, batch_size=cfg.train.batch_size, shuffle=True,
                                     collate_fn=collate, generator=generator)
     parts.step_fn = step_fn
-    parts.timings.update({"train_groups": len(groups), "dev_queries": len(split.dev_qids)})
+    parts.timings.update({"train_groups": len(groups), "dev_queries": len(dev_set.queries)})
     return parts
 
 

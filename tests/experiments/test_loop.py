@@ -214,3 +214,25 @@ def test_a_run_that_helps_keeps_its_best_step_and_reports_the_start(tmp_path, ca
     run_toy(toy_cfg(tmp_path, **{"train.eval_every": 2, "train.batch_size": 4}), parts)
     assert parts.timings["best_step"] > 0 and parts.timings["dev_best"] > parts.timings["dev_initial"]
     assert f"(initial {parts.timings['dev_initial']:.4f})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("train_kw, expected", [
+    ({"epochs": 3}, (78, 26)),  # 26 steps an epoch: evaluated after each
+    ({"epochs": 3, "max_examples": 2500}, (78, 26)),  # ceil(2500 / 32) = 79 > 3 epochs: the epochs cap it
+    ({"epochs": 3, "max_examples": 1000}, (32, 11)),  # ceil(1000 / 32) = 32 steps; every ceil(32 / 3)
+    ({"epochs": 3, "max_examples": 1000, "grad_accum": 2}, (16, 6)),  # 64 examples an optimizer step
+    ({"epochs": 3, "max_examples": 1000, "max_steps": 5}, (5, 2)),  # max_steps wins
+    ({"epochs": 3, "max_examples": 1000, "eval_every": 7}, (32, 7)),
+])
+def test_training_length_in_epochs_examples_or_steps(train_kw, expected):
+    from experiments.run import training_length
+
+    assert training_length(TrainConfig(batch_size=32, **train_kw), steps_per_epoch=26) == expected
+
+
+def test_a_budget_in_examples_stops_a_long_epoch(tmp_path):
+    cfg = toy_cfg(tmp_path, **{"train.epochs": 5, "train.batch_size": 2, "train.max_examples": 6})
+    run_toy(cfg, toy_parts(batch_size=2))  # 8 steps an epoch, but 6 examples = 3 steps
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+             if "dev/neg_mse" in line]
+    assert steps == [0, 1, 2, 3]  # step 0, then every ceil(3 / 3) = 1 step
