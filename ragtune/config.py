@@ -54,7 +54,7 @@ class DataConfig:
     sampling: Literal["auto", "pair", "query"] = "auto"
     grade_weighted: bool = False  # per-query sampling draws positives in proportion to their grade
     min_grade: int = 1  # qrels grades below this are not positives for training
-    # >= 2: cross-validation over eval_split's queries (ragtune/data/folds.py, experiments/cv.py):
+    # >= 2: cross-validation over eval_split's queries (ragtune/data/folds.py, ragtune/commands/cv.py):
     # fold cv_fold is the test part, the other folds train (dev held out of them)
     cv_folds: int = 0
     cv_fold: int = 0
@@ -69,6 +69,8 @@ class LossConfig:
     symmetric: bool = False
     margin: float = 1.0
     distance: Literal["cosine", "euclidean"] = "cosine"  # triplet loss
+    tau_plus: float = 0.1  # debiased_info_nce: prior share of unlabelled positives among in-batch negatives
+    poly_epsilon: float = 1.0  # poly1_ce: weight of the extra (1 - p_positive) term
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class MiningConfig:
 
 @dataclass(frozen=True)
 class HybridConfig:
-    """First stages (ragtune/first_stage.py): BM25 settings and BM25 + dense fusion."""
+    """First stages (ragtune/retrieval/first_stage.py): BM25 settings and BM25 + dense fusion."""
 
     fusion: Literal["weighted", "rrf"] = "weighted"  # weighted = min-max normalised scores; chosen on SciFact train
     weight: float = 0.5  # dense share; BM25 gets 1 - weight (both fusions)
@@ -190,7 +192,7 @@ class RerankConfig:
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Synthetic query generation (ragtune/synth.py, experiments/synth.py)."""
+    """Synthetic query generation (ragtune/generation/synth.py, ragtune/commands/synth.py)."""
 
     generator: str = "smollm2"  # alias (ragtune/models/generator.py) or a local HF folder
     chunk_size: int = 256  # generator tokens per passage
@@ -211,7 +213,7 @@ class SynthConfig:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Generator LoRA + instruction tuning (task 'generator', ragtune/grounded.py)."""
+    """Generator LoRA + instruction tuning (task 'generator', ragtune/generation/grounded.py)."""
 
     name: str = "smollm2"  # alias (ragtune/models/generator.py) or a local HF causal-LM folder
     lora_r: int = 16
@@ -244,7 +246,7 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    task: str = "eval"  # see experiments/tasks/__init__.py for the list
+    task: str = "eval"  # see ragtune/tasks/__init__.py for the list
     output_dir: str = "runs/default"
     # a non-empty output_dir is refused unless resuming (train.resume) or overwriting (its run outputs are deleted)
     overwrite: bool = False
@@ -421,9 +423,11 @@ RANGE_RULES: dict[str, tuple] = {
     "data.dev_fraction": _within(0.0, 1.0), "data.num_negatives": _at_least(0),
     "data.min_grade": _at_least(1), "data.cv_folds": _at_least(0), "data.cv_fold": _at_least(0),
     "loss.temperature": _above(0.0), "loss.margin": _at_least(0.0),
+    "loss.tau_plus": _within(0.0, 0.999),
     "optim.lr": _above(0.0), "optim.weight_decay": _at_least(0.0), "optim.betas": _each(_within(0.0, 1.0, True)),
     "optim.warmup_ratio": _within(0.0, 1.0), "optim.max_grad_norm": _at_least(0.0),
-    "train.epochs": _at_least(0), "train.max_steps": _at_least(0), "train.max_examples": _at_least(0), "train.batch_size": _at_least(1),
+    "train.epochs": _at_least(0), "train.max_steps": _at_least(0), "train.max_examples": _at_least(0),
+    "train.batch_size": _at_least(1),
     "train.grad_accum": _at_least(1), "train.eval_every": _at_least(0), "train.save_every": _at_least(0),
     "train.gradcache_chunk": _at_least(0), "train.bucket_size": _at_least(0),
     "eval.k_values": _each(_at_least(1)), "eval.batch_size": _at_least(1), "eval.top_k": _at_least(1),
@@ -476,6 +480,12 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     if cfg.synth.chunk_overlap >= cfg.synth.chunk_size:
         errors.append(("synth.chunk_overlap", f"must be < synth.chunk_size ({cfg.synth.chunk_size}), "
                                               f"got {cfg.synth.chunk_overlap}"))
+    from ragtune.losses import LOSSES  # here: ragtune.losses imports this module
+
+    if cfg.loss.name not in LOSSES:
+        close = difflib.get_close_matches(cfg.loss.name, sorted(LOSSES), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        errors.append(("loss.name", f"'{cfg.loss.name}' is not a registered loss; {hint}(known: {sorted(LOSSES)})"))
     if cfg.rerank.query_max_length + 3 >= cfg.rerank.max_length:
         errors.append(("rerank.query_max_length", f"leaves no room for the document within rerank.max_length="
                                                   f"{cfg.rerank.max_length}, got {cfg.rerank.query_max_length}"))

@@ -7,22 +7,34 @@ query ``i`` at row ``i * G`` (see :func:`group_targets`). Score-based losses tak
 ``scores`` of shape ``(Q, G)`` in the same layout: column 0 is the positive.
 Scores are similarities (dot / cosine): higher means more relevant.
 
-Adding a loss = one function (formula in the docstring) + one line in ``LOSSES``
-and ``LOSS_KINDS``. Call convention per kind:
+Adding a loss = one function (formula in the docstring) + one ``register_loss(name, fn, kind)``.
+Every training task calls it through ``compute_loss``, by kind:
 
 - ``"embedding"``: ``fn(q_emb (Q, H), d_emb (Q*G, H), group_size=G, **kw)``
 - ``"triplet"``:   ``fn(q_emb (Q, H), pos_emb (Q, H), neg_emb (Q, H) | (Q, K, H), **kw)``
 - ``"score"``:     ``fn(scores (Q, G), **kw)``
 - ``"distill"``:   ``fn(student_scores (Q, G), teacher_scores (Q, G), **kw)``
+
+``kw`` holds every ``LossConfig`` field the function names as a parameter, so a new knob is a
+``LossConfig`` field of the parameter's name. A loss that names ``target_offset`` sees the
+documents of every process (gathered) under DDP; one that names ``known_positives`` gets the
+(Q, D) mask of documents labelled relevant to each query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ragtune.config import ConfigError
+from ragtune.training.distributed import gather_with_grad, local_target_offset
 
 
 def group_targets(num_queries: int, group_size: int, device: torch.device | str | None = None) -> Tensor:
@@ -78,7 +90,7 @@ def info_nce(
     products: normalise the embeddings first for cosine. ``temperature`` may be a
     float or a 0-dim tensor (learnable, living on the model).
     ``target_offset`` is for gathered negatives under DDP: local queries against
-    all ranks' docs, offset = ``rank * Q_local * G`` (see ``ragtune.distributed``).
+    all ranks' docs, offset = ``rank * Q_local * G`` (see ``ragtune.training.distributed``).
     With an offset, ``symmetric`` contrasts positives with the passed ``q_emb``
     only; for the exact global symmetric loss gather q_emb too and use offset 0.
     """
@@ -218,34 +230,111 @@ def kl_distill(student_scores: Tensor, teacher_scores: Tensor, temperature: floa
     return F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
 
 
-LOSSES: dict[str, Callable[..., Tensor]] = {
-    "info_nce": info_nce,
-    "triplet": triplet,
-    "contrastive_margin": contrastive_margin,
-    "pointwise_bce": pointwise_bce,
-    "pairwise_hinge": pairwise_hinge,
-    "ranknet": ranknet,
-    "listwise_ce": listwise_ce,
-    "margin_mse": margin_mse,
-    "kl_distill": kl_distill,
-}
+LossKind = Literal["embedding", "triplet", "score", "distill"]
 
-# How to call each loss; see the module docstring for the signature of each kind.
-LOSS_KINDS: dict[str, str] = {
-    "info_nce": "embedding",
-    "triplet": "triplet",
-    "contrastive_margin": "embedding",
-    "pointwise_bce": "score",
-    "pairwise_hinge": "score",
-    "ranknet": "score",
-    "listwise_ce": "score",
-    "margin_mse": "distill",
-    "kl_distill": "distill",
-}
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: its function and how `compute_loss` calls it (module docstring)."""
+
+    fn: Callable[..., Tensor]
+    kind: LossKind
+
+    @property
+    def params(self) -> set[str]:
+        return set(inspect.signature(self.fn).parameters)
+
+    @property
+    def gathers(self) -> bool:
+        """It scores local queries against every process's documents (it takes `target_offset`)."""
+        return "target_offset" in self.params
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, fn: Callable[..., Tensor], kind: LossKind) -> None:
+    LOSSES[name] = LossSpec(fn, kind)
+
+
+for _name, _fn, _kind in [
+    ("info_nce", info_nce, "embedding"), ("triplet", triplet, "triplet"),
+    ("contrastive_margin", contrastive_margin, "embedding"), ("pointwise_bce", pointwise_bce, "score"),
+    ("pairwise_hinge", pairwise_hinge, "score"), ("ranknet", ranknet, "score"),
+    ("listwise_ce", listwise_ce, "score"), ("margin_mse", margin_mse, "distill"), ("kl_distill", kl_distill, "distill"),
+]:
+    register_loss(_name, _fn, _kind)
+
+
+def loss_spec(name: str, kinds: Iterable[str] | None = None, task: str = "") -> LossSpec:
+    """The registered loss `name`; a ConfigError names the closest one, or the losses `task` can call."""
+    if name not in LOSSES:
+        close = difflib.get_close_matches(name, sorted(LOSSES), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"loss.name='{name}' is not registered{hint} (known: {sorted(LOSSES)})")
+    spec = LOSSES[name]
+    if kinds is not None and spec.kind not in set(kinds):
+        usable = sorted(n for n, s in LOSSES.items() if s.kind in set(kinds))
+        raise ConfigError(f"loss.name='{name}' is a {spec.kind} loss, which the {task} task cannot call; "
+                          f"it trains with {usable}")
+    return spec
+
+
+def loss_kwargs(spec: LossSpec, loss_cfg) -> dict:
+    """Every LossConfig field the loss names as a parameter (margin, symmetric, tau_plus, ...).
+
+    The temperature is left out: the model owns it (it may be learned) and `compute_loss` passes it."""
+    return {f.name: getattr(loss_cfg, f.name) for f in fields(loss_cfg)
+            if f.name in spec.params and f.name != "temperature"}
+
+
+def compute_loss(loss_cfg, *, group_size: int, q_emb: Tensor | None = None, d_emb: Tensor | None = None,
+                 scores: Tensor | None = None, temperature: float | Tensor = 1.0, teacher: Tensor | None = None,
+                 known_positives: Callable[[bool], Tensor] | None = None, gather: bool = False) -> Tensor:
+    """The one loss dispatcher of every training task: `loss_cfg.name`'s function, called by its kind.
+
+    Embeddings (q_emb (Q, H), d_emb (Q*G, H) grouped [pos, neg..] per query) serve every kind:
+    score and distill losses then see ``scores = q . d / temperature`` (Q, G). A cross-encoder
+    passes `scores` (Q, G) itself, which serve score and distill losses. `teacher` (Q, G): the
+    distill target. `known_positives(gathered) -> (Q, D) bool`: the relevance mask over the local
+    or the gathered documents, for losses that take one. `gather`: under DDP, a loss that takes
+    `target_offset` scores local queries against every process's documents.
+    """
+    spec = loss_spec(loss_cfg.name)
+    kw = loss_kwargs(spec, loss_cfg)
+    if "temperature" in spec.params and spec.kind == "embedding":
+        kw["temperature"] = temperature
+    if scores is None and spec.kind in ("score", "distill"):
+        if q_emb is None or d_emb is None:
+            raise ValueError(f"loss '{loss_cfg.name}' needs scores or embeddings")
+        scores = grouped_scores(q_emb, d_emb, group_size) / temperature  # cosine / tau: a cross-encoder's scale
+    if spec.kind == "embedding":
+        if q_emb is None:
+            raise ConfigError(f"loss '{loss_cfg.name}' is an embedding loss: it needs query and document embeddings")
+        gathered = gather and spec.gathers
+        if known_positives is not None and "known_positives" in spec.params:
+            kw["known_positives"] = known_positives(gathered)
+        if gathered:
+            offset = local_target_offset(q_emb.shape[0], group_size)
+            return spec.fn(q_emb, gather_with_grad(d_emb), group_size=group_size, target_offset=offset, **kw)
+        return spec.fn(q_emb, d_emb, group_size=group_size, **kw)
+    if group_size < 2:
+        raise ConfigError(f"loss '{loss_cfg.name}' needs hard negatives: a group of one positive has nothing to "
+                          "rank (set data.num_negatives / adapter.num_negatives >= 1)")
+    if spec.kind == "triplet":
+        if q_emb is None:
+            raise ConfigError(f"loss '{loss_cfg.name}' is a triplet loss: it needs query and document embeddings")
+        d = d_emb.reshape(q_emb.shape[0], group_size, -1)  # (Q, G, H)
+        return spec.fn(q_emb, d[:, 0], d[:, 1:], **kw)
+    if spec.kind == "distill":
+        if teacher is None:
+            raise ConfigError(f"loss '{loss_cfg.name}' needs teacher scores (teacher_scores in data.train_file)")
+        return spec.fn(scores, teacher, **kw)
+    return spec.fn(scores, **kw)
 
 
 def debiased_info_nce(q_emb: Tensor, d_emb: Tensor, temperature: float | Tensor = 0.05, group_size: int = 1,
-                      tau_plus: float = 0.1) -> Tensor:
+                      tau_plus: float = 0.1, target_offset: int = 0) -> Tensor:
     """Debiased contrastive loss (Chuang et al. 2020, arXiv:2007.00224) with in-batch negatives.
 
     The N = D - 1 "negatives" of query i may hide unlabelled positives (prior tau_plus), so
@@ -255,9 +344,10 @@ def debiased_info_nce(q_emb: Tensor, d_emb: Tensor, temperature: float | Tensor 
         L   = -1/Q sum_i log( e^{s_{i,t_i}} / (e^{s_{i,t_i}} + N g_i) )
 
     tau_plus = 0 is InfoNCE. Shapes: q_emb (Q, H), d_emb (Q*G, H); normalised embeddings
-    (the floor e^{-1/tau} is the smallest e^{s} for cosine scores).
+    (the floor e^{-1/tau} is the smallest e^{s} for cosine scores). ``target_offset``: as in
+    ``info_nce``, for documents gathered from every process.
     """
-    targets = group_targets(q_emb.shape[0], group_size, q_emb.device)  # (Q,)
+    targets = group_targets(q_emb.shape[0], group_size, q_emb.device) + target_offset  # (Q,)
     logits = q_emb @ d_emb.T / temperature  # (Q, D)
     shift = logits.detach().max(dim=1, keepdim=True).values  # exp(logits - shift) cannot overflow
     exp = torch.exp(logits - shift)  # (Q, D)
@@ -269,5 +359,21 @@ def debiased_info_nce(q_emb: Tensor, d_emb: Tensor, temperature: float | Tensor 
     return -torch.log(pos / (pos + n * g)).mean()
 
 
-LOSSES["debiased_info_nce"] = debiased_info_nce
-LOSS_KINDS["debiased_info_nce"] = "embedding"
+register_loss("debiased_info_nce", debiased_info_nce, "embedding")
+
+
+def poly1_ce(scores: Tensor, poly_epsilon: float = 1.0) -> Tensor:
+    """Poly-1 cross-entropy (Leng et al. 2022, PolyLoss, arXiv:2204.12511, eq. 2) over each query's group.
+
+    ``p_i = softmax(scores_i)_0``, the probability of the positive (column 0) among the group::
+
+        L = 1/Q sum_i [ -log p_i + poly_epsilon (1 - p_i) ]
+
+    poly_epsilon = 0 is ``listwise_ce``; > 0 adds the first polynomial term of the cross-entropy
+    once more, so a query whose positive is already ahead still pulls. Shapes: scores (Q, G).
+    """
+    p = F.softmax(scores, dim=-1)[:, 0]
+    return (-F.log_softmax(scores, dim=-1)[:, 0] + poly_epsilon * (1 - p)).mean()
+
+
+register_loss("poly1_ce", poly1_ce, "score")

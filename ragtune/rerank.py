@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ragtune.fusion import weighted_score_fusion
-from ragtune.metrics import Qrels, Run, evaluate, rank_docs
+from ragtune.eval.metrics import Qrels, Run, evaluate, rank_docs
+from ragtune.retrieval.fusion import weighted_score_fusion
 
 Scorer = Callable[[list[str], list[str]], np.ndarray]
 

@@ -1,5 +1,5 @@
 """Interop with the ecosystem: sentence-transformers loads our bi-encoder export, transformers loads
-our reranker, and pytrec_eval scores our TREC run files as ragtune.metrics does."""
+our reranker, and pytrec_eval scores our TREC run files as ragtune.eval.metrics does."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from ragtune.config import ModelConfig
-from ragtune.export import export_sentence_transformers
-from ragtune.metrics import evaluate
+from ragtune.eval.metrics import evaluate
 from ragtune.models.encoder import Encoder
-from ragtune.retrieval import read_trec_run, write_trec_run
+from ragtune.models.export import export_sentence_transformers
+from ragtune.retrieval.dense import read_trec_run, write_trec_run
 
 TEXTS = ["protein study shows new results", "the galaxy and the river", "engine", "violin w3 w7 data about a forest",
          "glacier " * 20 + "orbit"]

@@ -1,10 +1,10 @@
 """Query-adapter training: ragtune's cached embeddings vs re-embedding every batch.
 
-    OMP_NUM_THREADS=1 python experiments/bench/adapter_cached.py [--cached-steps 200]
+    OMP_NUM_THREADS=1 python -m experiments.bench.adapter_cached [--cached-steps 200]
         [--reembed-steps 3] [--batch-size 32] [--repeats 2] [--threads 1]
 
 Both train the same linear QueryAdapter (ragtune/models/adapter.py) with the adapter task's own
-collate and loss (experiments/tasks/adapter.py: one positive + one random corpus negative per
+collate and loss (ragtune/tasks/adapter.py: one positive + one random corpus negative per
 query, in-batch InfoNCE at 0.05) on SciFact train. "cached" is what the task does: the frozen
 MiniLM embeds the corpus and the queries once through `cached_encode` (a disk hit when warm),
 then each step is a (B, H) x (H, H) product. "re-embed" is the naive alternative: the frozen
@@ -18,23 +18,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `python experiments/bench/x.py` finds experiments.*
 from experiments.bench.common import interleave, mark_loaded, median_ratio, print_table, summarize
 
 
 def _setup(batch_size: int):
     import torch
 
-    from experiments.tasks.adapter import make_collate
     from ragtune.config import LossConfig, ModelConfig
     from ragtune.data.beir import load_beir
-    from ragtune.evaluation import corpus_texts
+    from ragtune.eval.dense import corpus_texts
     from ragtune.models.adapter import QueryAdapter
     from ragtune.models.encoder import Encoder
+    from ragtune.tasks.adapter import make_collate
 
     torch.manual_seed(0)
     train = load_beir("scifact", "train", None)
@@ -56,12 +53,12 @@ def _train(adapter, optimizer, loss_cfg, batches, steps: int, embed) -> float:
     """`steps` adapter steps; `embed(batch) -> (q (B, H), docs (B, G, H))`. Returns seconds."""
     import torch
 
-    from experiments.tasks.adapter import compute_loss
+    from ragtune.tasks.adapter import adapter_loss
 
     start = time.perf_counter()
     for s in range(steps):
         q, docs = embed(batches[s % len(batches)])
-        loss = compute_loss(loss_cfg, adapter(q), docs, torch.tensor(loss_cfg.temperature))
+        loss = adapter_loss(loss_cfg, adapter(q), docs, torch.tensor(loss_cfg.temperature))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -71,7 +68,7 @@ def _train(adapter, optimizer, loss_cfg, batches, steps: int, embed) -> float:
 def worker_cached(steps: int, batch_size: int) -> dict:
     import torch
 
-    from ragtune.cache import cached_encode
+    from ragtune.retrieval.cache import cached_encode
 
     encoder, adapter, optimizer, batches, texts, queries, loss_cfg = _setup(batch_size)
     mark_loaded()

@@ -1,6 +1,6 @@
 """Which BM25 to ship: ragtune's numpy BM25 vs the bm25s library, plus analyzer ablations.
 
-    python experiments/bench/bm25_compare.py [--dataset scifact] [--split test] [--repeats 3]
+    python -m experiments.bench.bm25_compare [--dataset scifact] [--split test] [--repeats 3]
 
 Data comes from $RAGTUNE_DATA (default ../shared/data beside the repo). Times are the
 best of --repeats runs: "index" is raw text -> searchable index (analysis included),
@@ -17,9 +17,9 @@ import math
 import time
 from collections.abc import Callable
 
-from ragtune.bm25 import BM25Config, BM25Index
 from ragtune.data.beir import load_beir
-from ragtune.metrics import per_query
+from ragtune.eval.metrics import per_query
+from ragtune.retrieval.bm25 import BM25Config, BM25Index
 
 Run = dict[str, dict[str, float]]
 DEFAULT = BM25Config()

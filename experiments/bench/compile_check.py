@@ -1,6 +1,6 @@
 """Does `torch.compile` speed up the MiniLM encoder on this CPU? Eager vs compiled, same process.
 
-    python experiments/bench/compile_check.py [--batch 16] [--length 256] [--threads 1] [--repeats 3]
+    python -m experiments.bench.compile_check [--batch 16] [--length 256] [--threads 1] [--repeats 3]
 
 Random token ids of one fixed shape (batch x length, no padding). Rows: the forward in inference
 mode, and a training step (forward + backward of the summed embeddings, batch/2 sequences, dropout
@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from ragtune.config import ModelConfig  # noqa: E402
-from ragtune.models.encoder import Encoder  # noqa: E402
+from ragtune.config import ModelConfig
+from ragtune.models.encoder import Encoder
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """fp32 vs bf16 autocast for one bi-encoder training step on this machine's CPU, in one process.
 
-    python experiments/bench/cpu_precision.py [--model minilm --batch 16 --doc-len 256 --steps 3]
+    python -m experiments.bench.cpu_precision [--model minilm --batch 16 --doc-len 256 --steps 3]
 
 The number behind the warning `train.mixed_precision=bf16 on a CPU` (experiments/run.py): each
 step is InfoNCE forward + backward + AdamW over `--batch` queries and their positives, timed after
@@ -14,15 +14,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import torch
 
-import torch  # noqa: E402
-
-from ragtune.config import ModelConfig  # noqa: E402
-from ragtune.losses import info_nce  # noqa: E402
-from ragtune.models.encoder import Encoder  # noqa: E402
+from ragtune.config import ModelConfig
+from ragtune.losses import info_nce
+from ragtune.models.encoder import Encoder
 
 
 def step_seconds(encoder: Encoder, q: dict, d: dict, dtype: torch.dtype | None, steps: int) -> float:

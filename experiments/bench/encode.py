@@ -1,6 +1,6 @@
 """Corpus encoding: ragtune `Encoder.encode` vs sentence-transformers `encode`, and % of matmul peak.
 
-    OMP_NUM_THREADS=1 python experiments/bench/encode.py [--n-docs 1000] [--batch-size 64]
+    OMP_NUM_THREADS=1 python -m experiments.bench.encode [--n-docs 1000] [--batch-size 64]
         [--max-length 256] [--repeats 3] [--threads 1]
 
 Both encode the first --n-docs SciFact documents (title + text) with the packaged MiniLM in fp32
@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `python experiments/bench/x.py` finds experiments.*
 from experiments.bench.common import interleave, mark_loaded, median_ratio, print_table, run_trial, summarize
 
 MODEL = "minilm"

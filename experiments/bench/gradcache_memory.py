@@ -1,11 +1,11 @@
 """Peak memory of one training step: GradCache at batch 512 vs plain at batch 32 (MiniLM, fp32).
 
-    OMP_NUM_THREADS=1 python experiments/bench/gradcache_memory.py [--big-batch 512] [--chunk 32]
+    OMP_NUM_THREADS=1 python -m experiments.bench.gradcache_memory [--big-batch 512] [--chunk 32]
         [--small-batch 32] [--query-max-length 64] [--doc-max-length 256] [--threads 1]
 
 Each configuration is one optimizer step (forward, backward, AdamW) in its own process, on
 SciFact train pairs with unique positives (UniquePositiveBatchSampler), in-batch InfoNCE.
-GradCache (ragtune/gradcache.py) keeps only one chunk's activations alive, so its peak should
+GradCache (ragtune/training/gradcache.py) keeps only one chunk's activations alive, so its peak should
 stay near the plain batch-`chunk` step: target peak ratio <= 1.5. "activ_mb" = peak minus RSS
 after the model and optimizer are built (activations, gradients, AdamW state, the batch).
 A GradCache step at batch 512 costs about (512 / 32) * 4/3 plain steps of compute.
@@ -14,11 +14,8 @@ A GradCache step at batch 512 costs about (512 / 32) * 4/3 plain steps of comput
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `python experiments/bench/x.py` finds experiments.*
 from experiments.bench.common import interleave, mark_loaded, print_table
 
 
@@ -29,10 +26,10 @@ def worker(batch_size: int, chunk: int, query_max_length: int, doc_max_length: i
     from ragtune.data.beir import load_beir
     from ragtune.data.collate import GroupCollator, UniquePositiveBatchSampler
     from ragtune.data.pairs import records_from_qrels
-    from ragtune.gradcache import grad_cache_step, split_batch
     from ragtune.losses import info_nce
     from ragtune.models.biencoder import BiEncoder
     from ragtune.models.encoder import Encoder
+    from ragtune.training.gradcache import grad_cache_step, split_batch
 
     records = records_from_qrels(load_beir("scifact", "train", None))
     cfg = ModelConfig(name="minilm", query_max_length=query_max_length, doc_max_length=doc_max_length)

@@ -1,6 +1,6 @@
 """Bi-encoder training throughput: ragtune vs sentence-transformers MultipleNegativesRankingLoss.
 
-    OMP_NUM_THREADS=1 python experiments/bench/train_throughput.py [--steps 4] [--batch-size 32]
+    OMP_NUM_THREADS=1 python -m experiments.bench.train_throughput [--steps 4] [--batch-size 32]
         [--query-max-length 64] [--doc-max-length 256] [--repeats 2] [--threads 1]
 
 Same model (packaged MiniLM, fp32), same data (the same seeded subset of steps * batch_size
@@ -8,7 +8,7 @@ SciFact train (query, positive) pairs), same batch size, max lengths, AdamW (lr 
 loss (in-batch InfoNCE at temperature 0.05 = MNRL at scale 20). Configurations:
 
 - ragtune: UniquePositiveBatchSampler + GroupCollator (dynamic padding) + BiEncoder + info_nce,
-  the hot path of the biencoder task (experiments/tasks/biencoder.py) without the loop's logging;
+  the hot path of the biencoder task (ragtune/tasks/biencoder.py) without the loop's logging;
 - ragtune+bucket: the same with length-bucketed batches (`--train.bucket_size` in the biencoder
   task), which pads less when positives are shorter than the doc max length;
 - sentence-transformers: its tokenize + forward + MultipleNegativesRankingLoss in the same plain
@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `python experiments/bench/x.py` finds experiments.*
 from experiments.bench.common import interleave, mark_loaded, median_ratio, print_table, run_trial, summarize
 
 MODEL, LR, TEMPERATURE, SEED = "minilm", 2e-5, 0.05, 0
@@ -51,12 +48,12 @@ def worker_ragtune(steps: int, batch_size: int, query_max_length: int, doc_max_l
                    bucket_size: int = 0) -> dict:
     import torch
 
-    from experiments.tasks.biencoder import positive_lengths
     from ragtune.config import ModelConfig
     from ragtune.data.collate import GroupCollator, UniquePositiveBatchSampler
     from ragtune.losses import info_nce
     from ragtune.models.biencoder import BiEncoder
     from ragtune.models.encoder import Encoder
+    from ragtune.tasks.biencoder import positive_lengths
 
     records, warm = _split(_records((steps + 1) * batch_size), steps * batch_size)
     cfg = ModelConfig(name=MODEL, query_max_length=query_max_length, doc_max_length=doc_max_length)

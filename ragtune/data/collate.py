@@ -153,7 +153,7 @@ class GroupCollator:
             return []
         if not record.negs:
             raise ValueError(f"data.num_negatives={self.num_negatives} but the record for query "
-                             f"{record.qid or record.query[:40]!r} has no negatives (mine with experiments/mine.py)")
+                             f"{record.qid or record.query[:40]!r} has no negatives (mine with `ragtune mine`)")
         rng = random.Random(f"{self.seed}-{epoch}-{record.qid}-{record.pos_id}-{record.query}")
         picks = rng.sample(range(len(record.negs)), min(self.num_negatives, len(record.negs)))
         while len(picks) < self.num_negatives:

@@ -4,7 +4,7 @@ With `data.cv_folds=k` (k >= 2) the queries of `data.eval_split` are dealt into 
 disjoint folds that cover them all. Fold `data.cv_fold` is the test part; the other k - 1 are
 the train part, and every task's dev hold-out comes out of the train part as usual, so no
 fold's test queries select anything. `load_split` is how tasks load their splits: without
-folds it is `load_beir` of `data.train_split` / `data.eval_split`. `experiments/cv.py` runs
+folds it is `load_beir` of `data.train_split` / `data.eval_split`. `ragtune/commands/cv.py` runs
 every fold and reports the mean and standard deviation over folds.
 """
 
@@ -67,6 +67,20 @@ def own_dev_split(cfg) -> BeirDataset | None:
         return None
     dev = load_beir(data.dataset, name, data.data_root or None)
     return dataclasses.replace(dev, split="dev")
+
+
+def dev_set(cfg, train: BeirDataset) -> tuple[BeirDataset, BeirDataset | None, set[str]]:
+    """(dev, the own dev split or None, the train queries left to train on) for tasks that select on dev.
+
+    The collection's own dev split when `own_dev_split` says so (every train query then trains),
+    else the seeded hold-out of `train`'s queries (`seeded_holdout`, the same draw in every task)."""
+    from ragtune.data.pairs import split_queries
+
+    own_dev = own_dev_split(cfg)
+    if own_dev is not None:
+        return own_dev, own_dev, set(train.qrels)
+    split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
+    return restrict(train, split.dev_qids, "dev"), None, set(split.train_qids)
 
 
 def dev_source_name(cfg, own_dev: BeirDataset | None) -> str:

@@ -2,7 +2,7 @@
 
 A line looks like
     {"query": "...", "pos": "...", "negs": ["...", ...]}
-with optional ids and scores, as written by experiments/mine.py:
+with optional ids and scores, as written by ragtune/commands/mine.py:
     {"qid", "pos_id", "neg_ids": [...], "neg_scores": [...], "teacher_scores": [s_pos, s_neg1, ...]}
 `teacher_scores` (a reranker's scores of [pos, negs...]) enable the distillation losses.
 """
@@ -14,8 +14,6 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from ragtune.data.beir import BeirDataset, DataError, read_jsonl
 
@@ -129,7 +127,7 @@ def load_records(path: str | Path) -> list[TrainRecord]:
     """Read a pairs/triplets JSONL file; every problem is reported with file, line and field."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"training file not found: {path} (data.train_file); write one with experiments/mine.py")
+        raise DataError(f"training file not found: {path} (data.train_file); write one with `ragtune mine`")
     records = []
     for line_no, row in read_jsonl(path, ("query", "pos")):
         _check_row(path, line_no, row)
@@ -155,7 +153,7 @@ def check_negatives(records: list[TrainRecord], num_negatives: int, source: str)
     where = f"line {first.line}" if first.line else f"record {n}"
     qid = f" (qid '{first.qid}')" if first.qid else ""
     raise DataError(f"{source}: {len(lacking)} of {len(records)} record(s) have no negatives but "
-                    f"data.num_negatives={num_negatives}; first: {where}{qid}. Add 'negs' (experiments/mine.py "
+                    f"data.num_negatives={num_negatives}; first: {where}{qid}. Add 'negs' (`ragtune mine` "
                     f"writes them) or set data.num_negatives=0")
 
 
@@ -176,23 +174,26 @@ class DevSplit:
     dev_qids: frozenset[str] = field(default_factory=frozenset)
 
 
-def split_queries(qids: list[str], dev_fraction: float, seed: int) -> DevSplit:
-    """Hold out a seeded fraction of training queries for checkpoint selection (never test)."""
-    ordered = sorted(set(qids))
-    random.Random(seed).shuffle(ordered)
-    n_dev = round(len(ordered) * dev_fraction)
-    return DevSplit(train_qids=frozenset(ordered[n_dev:]), dev_qids=frozenset(ordered[:n_dev]))
-
-
 def seeded_holdout(items: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(kept, held out): a seeded `fraction` of `items` (at least one when fraction > 0), input order kept."""
+    """(kept, held out), input order kept: THE dev hold-out of every task (queries, or source documents).
+
+    The distinct items, sorted, are shuffled with `seed` and the first round(fraction x n) (at least
+    one when fraction > 0) are held out: the same set of ids and seed give the same dev set in
+    every task, whatever order the ids come in."""
     if not 0 <= fraction < 1:
         raise ValueError(f"a held-out fraction must be in [0, 1), got {fraction}")
     if fraction == 0:
         return list(items), []
-    order = np.random.default_rng(seed).permutation(len(items))
-    n_held = max(1, round(fraction * len(items)))
-    return [items[i] for i in sorted(order[n_held:])], [items[i] for i in sorted(order[:n_held])]
+    order = sorted(set(items))
+    random.Random(seed).shuffle(order)
+    held = set(order[:max(1, round(len(order) * fraction))])
+    return [x for x in items if x not in held], [x for x in items if x in held]
+
+
+def split_queries(qids: list[str], dev_fraction: float, seed: int) -> DevSplit:
+    """`seeded_holdout` of the training queries as sets: dev selects checkpoints, test is never seen."""
+    kept, held = seeded_holdout(list(qids), dev_fraction, seed)
+    return DevSplit(train_qids=frozenset(kept), dev_qids=frozenset(held))
 
 
 def split_by_positive_doc(query_ids: list[str], qrels: dict[str, dict[str, int]], dev_fraction: float,

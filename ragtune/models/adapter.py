@@ -17,6 +17,7 @@ them back; ``apply_adapter`` maps numpy or torch embeddings; ``AdaptedEncoder`` 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from torch import nn
 ADAPTER_KINDS = ("linear", "low_rank", "residual")
 WEIGHTS_FILE = "adapter.safetensors"
 META_FILE = "adapter.json"
+MAX_LOGIT_SCALE = 100.0  # 1 / temperature capped as in CLIP, so a learned temperature cannot blow up
 
 
 class QueryAdapter(nn.Module):
@@ -135,3 +137,19 @@ class AdaptedEncoder:
 
     def encode(self, texts: list[str], kind: str = "doc", **kwargs) -> np.ndarray:
         return self.encode_query(texts, **kwargs) if kind == "query" else self.encode_docs(texts, **kwargs)
+
+
+class AdapterModel(nn.Module):
+    """The trained module: the adapter plus the (optionally learned) InfoNCE temperature."""
+
+    def __init__(self, adapter: nn.Module, temperature: float, learn_temperature: bool):
+        super().__init__()
+        self.adapter = adapter
+        log_scale = torch.tensor(math.log(1.0 / temperature))
+        if learn_temperature:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def temperature(self) -> torch.Tensor:
+        return 1.0 / self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)

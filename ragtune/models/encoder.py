@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
 from ragtune.config import ConfigError, ModelConfig
-from ragtune.pooling import POOLING_METHODS, pool
+from ragtune.models.pooling import POOLING_METHODS, pool
 
 # alias -> (pip package that ships the weights, folder inside it, install hint)
 MODEL_ALIASES = {

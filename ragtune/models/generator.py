@@ -21,7 +21,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ragtune.cache import cache_root
+from ragtune.retrieval.cache import cache_root
 
 # alias -> (pip package shipping the GGUF, file inside it, install hint)
 GENERATOR_ALIASES = {

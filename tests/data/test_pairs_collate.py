@@ -38,7 +38,7 @@ def test_bad_records_name_file_line_and_field(tmp_path, rows, message):
 
 
 def test_missing_training_file(tmp_path):
-    with pytest.raises(DataError, match="training file not found: .*experiments/mine.py"):
+    with pytest.raises(DataError, match="training file not found: .*ragtune mine"):
         load_records(tmp_path / "nope.jsonl")
 
 

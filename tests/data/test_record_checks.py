@@ -73,7 +73,7 @@ def test_check_negatives_names_source_count_and_first_record(tmp_path):
     with pytest.raises(DataError) as err:
         check_negatives(records, num_negatives=2, source=str(path))
     assert str(err.value) == (f"{path}: 2 of 4 record(s) have no negatives but data.num_negatives=2; first: line 2 "
-                              f"(qid 'q2'). Add 'negs' (experiments/mine.py writes them) or set data.num_negatives=0")
+                              f"(qid 'q2'). Add 'negs' (`ragtune mine` writes them) or set data.num_negatives=0")
 
 
 def test_check_negatives_without_lines_names_the_record_and_passes_when_not_needed():

@@ -1,0 +1,1 @@
+"""Evaluation: ranking metrics and dense evaluation over a corpus."""

@@ -1,0 +1,1 @@
+"""Generation: grounded answers and synthetic queries from a causal LM."""

@@ -1,0 +1,1 @@
+"""Sweeps: the sweep spec, result tables and plots."""

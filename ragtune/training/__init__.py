@@ -1,0 +1,1 @@
+"""Training infrastructure: the loop, checkpoints, optimiser, GradCache, gathering, tracking, run folders."""

@@ -1,0 +1,72 @@
+"""A real 2-process CPU training run (torchrun, gloo DDP) against one process with the same global batch.
+
+`train.batch_size` is the global batch, split over the processes, and in-batch negatives are gathered
+across them, so the two runs compute the same thing: the same loss and gradient norm at every step,
+the same dev curve, the same final weights and test metrics. The tiny BERT keeps its pooler (as
+MiniLM does; DDP fails on a trainable parameter the loss never reaches) and has no dropout (its masks
+depend on the per-process batch shape). BM25 hard negatives are mined on the way (main process only).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.commands.test_run import CONFIG
+from tests.conftest import REPO, write_tiny_bert
+
+ARGS = ["--train.max_steps=6", "--train.batch_size=8", "--train.eval_every=3", "--optim.lr=1e-3",
+        "--mining.source=bm25", "--data.num_negatives=1", "--eval.baseline=false"]
+
+
+def _run(tmp_path, env, name, launcher):
+    out = tmp_path / name
+    proc = subprocess.run([*launcher, str(REPO / "experiments" / "run.py"), "--config", str(tmp_path / "c.py"),
+                           *ARGS, f"--output_dir={out}"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return out, rows
+
+
+def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, subprocess_env, tiny_data_root):
+    model = write_tiny_bert(tmp_path / "bert", pooler=True, dropout=0.0)
+    (tmp_path / "c.py").write_text(CONFIG.format(task="biencoder", out=str(tmp_path / "unused"), model=str(model),
+                                                 root=str(tiny_data_root)))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    one, one_rows = _run(tmp_path, subprocess_env, "one", [sys.executable])
+    two, two_rows = _run(tmp_path, {**subprocess_env, "ACCELERATE_USE_CPU": "true"}, "two", torchrun)
+
+    def series(rows, key):
+        return {r["step"]: r[key] for r in rows if key in r}
+
+    for key in ("train/loss", "train/grad_norm", "dev/ndcg@10"):
+        expected, got = series(one_rows, key), series(two_rows, key)
+        assert got.keys() == expected.keys() and len(got) >= 2, key
+        assert got == pytest.approx(expected, abs=1e-5), key
+    # 24 train records / 8 = 3 steps per epoch: steps 4-6 are epoch 1, so the epoch reached the sampler.
+    assert series(one_rows, "train/loss")[4] != pytest.approx(series(one_rows, "train/loss")[1], abs=1e-3)
+
+    results_one = json.loads((one / "results.json").read_text())
+    results_two = json.loads((two / "results.json").read_text())
+    assert results_two == pytest.approx(results_one, abs=1e-6)
+    best_one = torch.load(one / "best" / "weights.pt", weights_only=True)
+    best_two = torch.load(two / "best" / "weights.pt", weights_only=True)
+    assert best_one.keys() == best_two.keys()
+    assert not any("pooler" in k for k in best_one)  # frozen: pooling never reaches it
+    for name, value in best_one.items():
+        torch.testing.assert_close(best_two[name], value, atol=1e-5, rtol=1e-4)
+
+
+def test_a_global_batch_that_does_not_split_is_refused(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
+    (tmp_path / "c.py").write_text(CONFIG.format(task="biencoder", out=str(tmp_path / "out"), model=str(tiny_model_dir),
+                                                 root=str(tiny_data_root)))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(REPO / "experiments" / "run.py"), "--config", str(tmp_path / "c.py"),
+                           "--train.batch_size=7"], env={**subprocess_env, "ACCELERATE_USE_CPU": "true"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "--train.batch_size=7 is the global batch: it must split evenly over the 2 processes" in proc.stderr
