@@ -1,9 +1,9 @@
 """The shipped SciFact adapter recipe (configs/scifact_adapter.py) carried to Cranfield unchanged.
 
 Cranfield has one labelled split (test, graded 1-4), so the recipe is measured by 5-fold
-cross-validation over its queries: `python experiments/cv.py --config configs/cranfield_adapter.py`
+cross-validation over its queries: `ragtune cv --config configs/cranfield_adapter.py`
 (this file alone runs fold 0). Each fold trains on 4/5 of the queries, with its dev hold-out
-taken from them, and is tested on the other 1/5.
+taken from them, and is tested on the other 1/5. Measured numbers: README (Results).
 """
 
 from pathlib import Path

@@ -1,8 +1,9 @@
 """The shipped SciFact bi-encoder recipe (configs/scifact_biencoder.py) carried to Cranfield unchanged.
 
 Measured by 5-fold cross-validation over Cranfield's queries (its only labelled split):
-`python experiments/cv.py --config configs/cranfield_biencoder.py` (this file alone runs fold 0).
+`ragtune cv --config configs/cranfield_biencoder.py` (this file alone runs fold 0).
 Cranfield's queries have several graded positives each, so data.sampling=auto trains per query.
+Measured numbers: README (Results).
 """
 
 from pathlib import Path

@@ -4,7 +4,7 @@ Evaluation only; train the reranker first (configs/scifact_reranker.py). baselin
 first stage alone, final/test = after reranking, mixed with the first-stage score by the weight
 that is best on the 81 dev claims (rerank.interpolate_grid; `interpolate_chosen` in timings.json;
 --rerank.interpolate_grid= --rerank.interpolate=0 gives the reranker alone). Pair scores cached
-by the reranker runs are reused.
+by the reranker runs are reused. Measured numbers: README (Results).
 """
 
 from ragtune.config import EvalConfig, ExperimentConfig, LogConfig, ModelConfig, RerankConfig

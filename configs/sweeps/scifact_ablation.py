@@ -1,8 +1,8 @@
 """Bi-encoder ablation on SciFact: loss x hard negatives x InfoNCE temperature (6 variants).
 
-    python experiments/mine.py --config configs/scifact_zeroshot.py --mining.source=dense \
+    ragtune mine --config configs/scifact_zeroshot.py --mining.source=dense \
         --mining.num_negatives=8 --mining.num_random=1 --out runs/mined/scifact_dense_r1.jsonl
-    OMP_NUM_THREADS=1 python experiments/sweep.py configs/sweeps/scifact_ablation.py
+    OMP_NUM_THREADS=1 ragtune sweep configs/sweeps/scifact_ablation.py
 
 Budgeted for a shared 2-core CPU: 8 steps of batch 16 from all-MiniLM-L6-v2, documents cut
 to 128 tokens for training AND evaluation (so the zero-shot `baseline/` columns, measured by
@@ -14,9 +14,10 @@ the zero-shot model and optimistic for the trained ones (they can only rank pool
 Every variant reads the same training records (dense-mined, one random negative added so no
 query lacks one); `num_negatives=0` ignores their negatives: in-batch negatives only.
 Triplet and contrastive margin need a negative per query, so they run with hard negatives.
+Measured numbers: README (Ablation sweeps).
 """
 
-from ragtune.sweep import Sweep
+from ragtune.sweep.spec import Sweep
 
 
 def get_sweep() -> Sweep:
@@ -41,7 +42,6 @@ def get_sweep() -> Sweep:
         ],
         metrics=("final/test-pool10/ndcg@10", "final/test-pool10/mrr@10", "final/test-pool10/recall@100",
                  "baseline/test-pool10/ndcg@10"),
-        curves=("train/loss", "dev/ndcg@10"),
         description=("SciFact test, POOLED (`test-pool10`: each query's positives + zero-shot top-10, ~2,000 of "
                      "5,183 docs); all-MiniLM-L6-v2 fine-tuned 8 steps x batch 16, docs cut to 128 tokens; "
                      "`baseline/` = the same model before training (zero-shot at 128 tokens, exact on the pool)."),
