@@ -19,6 +19,7 @@ COMMANDS = {
     "run": ("ragtune.commands.run", "build a task from a config, train it if it trains, evaluate, save"),
     "sweep": ("ragtune.commands.sweep", "every variant of an ablation sweep, then a table and plots"),
     "cv": ("ragtune.commands.cv", "k-fold cross-validation over the eval split's queries"),
+    "compare": ("ragtune.commands.compare", "paired significance test and CI: a run vs its baseline, or two runs"),
     "ladder": ("ragtune.commands.ladder", "zero-shot, BM25, hybrid, adapter, bi-encoder on any BEIR folder"),
     "mine": ("ragtune.commands.mine", "mine hard negatives into a training JSONL"),
     "synth": ("ragtune.commands.synth", "synthetic queries from a causal LM into a training JSONL"),

@@ -34,6 +34,9 @@ from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set
 from ragtune.commands import parse_config_args
 from ragtune.config import ConfigError, apply_overrides, save_config
 from ragtune.data.beir import DataError, dataset_dir
+from ragtune.eval.metrics import Evaluated, evaluation_of, recording
+from ragtune.eval.saved import load_per_query, save_evaluation
+from ragtune.eval.significance import compare_per_query, comparison_table
 from ragtune.tasks import Task, build_task, task_module
 from ragtune.training.checkpoint import resolve_resume
 from ragtune.training.loop import NonFiniteLossError, check_loader, train
@@ -41,16 +44,49 @@ from ragtune.training.run_dir import RunLock, atomic_write_text, prepare_output_
 from ragtune.training.tracking import MetricsLog, start_tracking, tracker_kwargs
 
 
-def evaluate_stage(parts: Task, model, stage: str) -> dict[str, float]:
+def evaluate_stage(parts: Task, model, stage: str, out: Path | None = None) -> dict[str, float]:
+    """{'<stage>/<split>/<metric>': value}; with `out`, each split's per-query metrics and run are saved."""
     results = {}
     for split in parts.eval_splits:
-        if stage == "baseline" and parts.baseline_evaluate is not None:
-            metrics = parts.baseline_evaluate(split)
-        else:
-            metrics = parts.evaluate(model, split)
+        with recording() as calls:
+            if stage == "baseline" and parts.baseline_evaluate is not None:
+                metrics = parts.baseline_evaluate(split)
+            else:
+                metrics = parts.evaluate(model, split)
+        evaluated = evaluation_of(calls, metrics)
+        found = {split: evaluated} if evaluated is not None else {}
+        if evaluated is not None and parts.train_positives is not None:
+            found.update(positive_overlap_splits(split, evaluated, parts.train_positives))
+        for name, ev in found.items():
+            if out is not None:
+                save_evaluation(out, stage, name, ev)
         for metric, value in metrics.items():
             results[f"{stage}/{split}/{metric}"] = value
+        for name, ev in found.items():
+            if name != split:
+                results.update({f"{stage}/{name}/{metric}": value for metric, value in ev.means.items()})
     return results
+
+
+def positive_overlap_splits(split: str, evaluated: Evaluated, train_positives: frozenset[str]) -> dict:
+    """{'<split>_seen_pos': ..., '<split>_unseen_pos': ...}: eval queries with / without a relevant
+    document that was a training positive (empty subsets are left out)."""
+    seen = {q for q, judged in evaluated.qrels.items() if q in evaluated.rows
+            and any(g >= 1 and d in train_positives for d, g in judged.items())}
+    subsets = {f"{split}_seen_pos": seen, f"{split}_unseen_pos": set(evaluated.rows) - seen}
+    return {name: evaluated.subset(qids) for name, qids in subsets.items() if qids}
+
+
+def significance(out: Path, splits: list[str], seed: int) -> dict[str, dict]:
+    """final vs baseline on each split that has both: a paired randomization test and a bootstrap CI per metric."""
+    found = {}
+    for split in splits:
+        try:
+            before, after = load_per_query(out, "baseline", split), load_per_query(out, "final", split)
+        except FileNotFoundError:
+            continue
+        found[split] = compare_per_query(before, after, seed=seed)
+    return found
 
 
 def print_table(results: dict[str, float]) -> None:
@@ -129,14 +165,18 @@ def run_locked(cfg, accelerator: Accelerator) -> dict[str, float]:
     results: dict[str, float] = {}
     if cfg.eval.baseline and accelerator.is_main_process and (
             parts.train_loader is not None or parts.baseline_evaluate is not None):
-        results.update(evaluate_stage(parts, parts.model, "baseline"))
+        results.update(evaluate_stage(parts, parts.model, "baseline", out))
     if parts.train_loader is not None:
         start = time.perf_counter()  # training time includes dev evaluations, not the baseline
         train(cfg, parts, accelerator, log)
         parts.timings["train_seconds"] = time.perf_counter() - start
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(parts.model) if parts.model is not None else None
-        results.update(evaluate_stage(parts, model, "final"))
+        results.update(evaluate_stage(parts, model, "final", out))
+        splits = [s for s in parts.eval_splits for s in (s, f"{s}_seen_pos", f"{s}_unseen_pos")]
+        tests = significance(out, splits, cfg.seed)
+        if tests:
+            atomic_write_text(out / "significance.json", json.dumps(tests, indent=2) + "\n")
         if parts.export is not None:
             export_model(parts, model, out / "model")
         atomic_write_text(out / "timings.json", json.dumps(parts.timings, indent=2) + "\n")
@@ -144,6 +184,9 @@ def run_locked(cfg, accelerator: Accelerator) -> dict[str, float]:
         # Last, and atomic: a run with a results.json is complete (sweeps skip it as done).
         atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
         print_table(results)
+        for split, table in tests.items():
+            shown = {m: r for m, r in table.items() if m in ("ndcg@10", "recall@10", "mrr@10")} or table
+            print(f"\nfinal vs baseline on {split}:\n{comparison_table(shown, 'baseline', 'final')}", end="")
         print(f"\nresults: {out / 'results.json'}")
     accelerator.end_training()
     return results

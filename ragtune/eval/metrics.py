@@ -16,6 +16,8 @@ Conventions (the same as trec_eval / pytrec_eval, so numbers are comparable with
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
@@ -73,4 +75,47 @@ def evaluate(run: Run, qrels: Qrels, k_values=(1, 10, 100), metrics=METRICS) -> 
     if not rows:
         raise ValueError("qrels hold no query with a relevant document (grade >= 1)")
     keys = next(iter(rows.values())).keys()
-    return {key: sum(r[key] for r in rows.values()) / len(rows) for key in keys}
+    means = {key: sum(r[key] for r in rows.values()) / len(rows) for key in keys}
+    for calls in _recorders:
+        calls.append(Evaluated(run, qrels, rows, means))
+    return means
+
+
+class Evaluated:
+    """One `evaluate` call: the run, the qrels, its per-query metrics and their means."""
+
+    def __init__(self, run: Run, qrels: Qrels, rows: dict[str, dict[str, float]], means: dict[str, float]):
+        self.run, self.qrels, self.rows, self.means = run, qrels, rows, means
+
+    def subset(self, qids) -> Evaluated:
+        """The same evaluation restricted to `qids` (per-query metrics do not depend on other queries)."""
+        keep = set(qids) & set(self.rows)
+        rows = {q: r for q, r in self.rows.items() if q in keep}
+        keys = next(iter(self.rows.values())).keys()
+        means = {k: sum(r[k] for r in rows.values()) / len(rows) for k in keys} if rows else {}
+        return Evaluated({q: d for q, d in self.run.items() if q in keep},
+                         {q: j for q, j in self.qrels.items() if q in keep}, rows, means)
+
+
+_recorders: list[list[Evaluated]] = []
+
+
+@contextmanager
+def recording() -> Iterator[list[Evaluated]]:
+    """Every `evaluate` call made inside the block, in order: how a run keeps the per-query metrics
+    of a task's evaluation without the task having to return them."""
+    calls: list[Evaluated] = []
+    _recorders.append(calls)
+    try:
+        yield calls
+    finally:
+        _recorders.remove(calls)
+
+
+def evaluation_of(calls: list[Evaluated], metrics: dict[str, float]) -> Evaluated | None:
+    """The last recorded call whose means are `metrics` (a task may evaluate dev before its answer)."""
+    for call in reversed(calls):
+        shared = set(call.means) & set(metrics)
+        if shared and all(call.means[k] == metrics[k] for k in shared):
+            return call
+    return None

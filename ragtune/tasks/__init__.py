@@ -45,6 +45,10 @@ class Task:
     # split -> metrics for the `baseline/` rows when "before training" is not evaluate(model) (a
     # reranker's baseline is its first stage alone); also gives evaluation-only tasks a baseline.
     baseline_evaluate: Callable[[str], dict[str, float]] | None = None
+    # The documents that were training positives: the run then also reports `<split>_seen_pos` and
+    # `<split>_unseen_pos` (eval queries with / without a relevant document among them), since a
+    # gain on documents training saw as positives says little about new ones.
+    train_positives: frozenset[str] | None = None
 
 
 def task_module(task: str) -> str:

@@ -186,8 +186,10 @@ def build(cfg, accelerator) -> Task:
               f"over a pool of {len(dev.corpus) if dev else 0} docs, group size {group_size}, "
               f"{len(sampler)} batches/epoch, sampling per {'query' if per_query else 'pair'} "
               f"({per_record:.1f} records/query)")
+    # A file's records may lack document ids (synthetic pairs): then no seen/unseen split.
+    positives = frozenset(r.pos_id for r in records) if all(r.pos_id for r in records) else None
     return Task(model=model, evaluate=evaluate, eval_splits=[test.split], train_loader=loader,
-                     step_fn=step_fn, step_does_backward=cfg.train.gradcache_chunk > 0,
-                     export=lambda m, path: export_sentence_transformers(m.encoder, path),
-                     timings={"records_per_query": per_record, "sampling": "query" if per_query else "pair",
-                              "dev_source": dev_source_name(cfg, own_dev)})
+                step_fn=step_fn, step_does_backward=cfg.train.gradcache_chunk > 0,
+                export=lambda m, path: export_sentence_transformers(m.encoder, path), train_positives=positives,
+                timings={"records_per_query": per_record, "sampling": "query" if per_query else "pair",
+                         "dev_source": dev_source_name(cfg, own_dev)})

@@ -169,7 +169,8 @@ def build(cfg, accelerator) -> Task:
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(groups, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=collate, generator=generator)
     timings.update({"train_groups": len(groups), "dev_queries": len(dev.queries)})
-    return dataclasses.replace(task, train_loader=loader, step_fn=step_fn)
+    positives = frozenset(d for q in train_qids for d, grade in train.qrels[q].items() if grade >= 1)
+    return dataclasses.replace(task, train_loader=loader, step_fn=step_fn, train_positives=positives)
 
 
 def write_teacher_file(cfg, show_progress: bool = True) -> Path:
