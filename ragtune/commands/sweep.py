@@ -32,6 +32,8 @@ from ragtune.sweep.spec import (
     load_sweep,
     markdown_table,
     resolved_config,
+    seed_summary,
+    seed_table,
     stale_keys,
     varying_keys,
     write_csv,
@@ -98,9 +100,17 @@ def report(sweep: Sweep, variants: list[Variant], sweep_dir: Path) -> None:
         pngs.append(plot_overlaid_curves(curves, list(sweep.curves), sweep_dir / "curves.png", title=sweep.name))
     except ValueError as e:  # e.g. an evaluation-only sweep logs no curves: the table still stands
         print(f"plots: {e}")
+    seeds = ""
+    if "seed" in keys:  # a seeds axis: mean and 95% CI per variant, paired tests against the first
+        summary = seed_summary(rows, metric)
+        seeds = "\n### Over seeds\n\n" + seed_table(summary, metric)
+        from ragtune.sweep.plots import plot_seed_bars
+
+        pngs.append(plot_seed_bars(summary, metric, sweep_dir / "seeds.png", title=f"{sweep.name}: {metric}"))
+        (sweep_dir / "seeds.json").write_text(json.dumps(summary, indent=2) + "\n")
     images = "".join(f"![{p.stem}]({p.name})\n" for p in pngs)
-    (sweep_dir / "results.md").write_text(f"## {sweep.name}\n\n{sweep.description}\n\n{table}\n{images}")
-    print("\n" + table)
+    (sweep_dir / "results.md").write_text(f"## {sweep.name}\n\n{sweep.description}\n\n{table}{seeds}\n{images}")
+    print("\n" + table + seeds)
     print(f"wrote {sweep_dir / 'results.csv'}, {sweep_dir / 'results.md'}" + "".join(f", {p}" for p in pngs))
 
 

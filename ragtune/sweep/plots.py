@@ -54,6 +54,29 @@ def plot_metric_bars(rows: list[dict], metric: str, out_png: str | Path, baselin
     return _save(fig, plt, out_png)
 
 
+def plot_seed_bars(summary: list[dict], metric: str, out_png: str | Path, title: str = "") -> Path:
+    """One bar per variant at its mean over seeds, with its 95% interval as an error bar."""
+    plt = _pyplot()
+    names, means = [e["variant"] for e in summary], [e["mean"] for e in summary]
+    errors = [[e["mean"] - e["ci_low"] for e in summary], [e["ci_high"] - e["mean"] for e in summary]]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(summary) + 1.4))
+    ax.barh(range(len(summary)), means, xerr=errors, color="tab:blue", alpha=0.8, capsize=4)
+    for i, e in enumerate(summary):
+        mark = f"  p={e['p_holm']:.3f}" if "p_holm" in e else ""
+        ax.text(e["ci_high"], i, f" {e['mean']:.4f}{mark}", va="center", fontsize=8)
+    ax.set_yticks(range(len(summary)), names, fontsize=8)
+    ax.invert_yaxis()
+    low = min(e["ci_low"] for e in summary)
+    high = max(e["ci_high"] for e in summary)
+    pad = max(high - low, 0.01)
+    ax.set_xlim(max(0.0, low - pad), high + 1.5 * pad)
+    ax.set_xlabel(f"{metric}, mean over seeds, 95% CI\n(p: paired t vs the first variant, Holm)")
+    ax.set_title(title or metric)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, plt, out_png)
+
+
 def plot_overlaid_curves(curves_by_variant: dict[str, str | Path], keys: list[str], out_png: str | Path,
                          title: str = "") -> Path:
     """One panel per key, one line per variant, from {variant: metrics.jsonl path}."""

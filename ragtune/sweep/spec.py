@@ -187,3 +187,68 @@ def fold_summary(rows: list[dict[str, object]], metrics: list[str]) -> dict[str,
                          improved=int((delta > 0).sum()))
         summary[metric] = entry
     return summary
+
+
+SEED_PART = re.compile(r"(^|,)seed=[^,]*")
+
+
+def without_seed(name: str) -> str:
+    """'loss=triplet,seed=3' -> 'loss=triplet'; 'seed=3' -> 'base'."""
+    return SEED_PART.sub("", name).strip(",") or "base"
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order: p_(i) -> max_{j<=i} min(1, (m - j + 1) p_(j))."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def seed_summary(rows: list[dict[str, object]], metric: str, level: float = 0.95) -> list[dict[str, object]]:
+    """Variants run with several seeds (a `seed` axis): per variant, the mean of `metric` over its
+    seeds with a Student-t `level` interval, and the paired test against the first variant: a paired
+    t-test on the per-seed values (paired by seed; an exact sign-flip test cannot go below
+    2 / 2^n, 0.0625 for 5 seeds), Holm-corrected over the variants.
+
+    [{variant, seeds, mean, ci_low, ci_high, delta, p, p_holm}] in sweep order (the first has no test)."""
+    from scipy import stats
+
+    groups: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if isinstance(r.get(metric), float):
+            seed = int(r.get("seed", 0))
+            groups.setdefault(without_seed(str(r["variant"])), {})[seed] = float(r[metric])
+    out = []
+    for name, by_seed in groups.items():
+        values = np.array(list(by_seed.values()))
+        half = (stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+                if len(values) > 1 else float("nan"))
+        out.append({"variant": name, "seeds": len(values), "mean": float(values.mean()),
+                    "ci_low": float(values.mean() - half), "ci_high": float(values.mean() + half)})
+    if not out:
+        return out
+    first = groups[out[0]["variant"]]
+    tests = []
+    for entry in out[1:]:
+        shared = sorted(set(first) & set(groups[entry["variant"]]))
+        a = np.array([first[s] for s in shared])
+        b = np.array([groups[entry["variant"]][s] for s in shared])
+        entry["delta"] = float((b - a).mean())
+        tests.append(float(stats.ttest_rel(b, a).pvalue) if len(shared) > 1 and np.any(b != a) else 1.0)
+    for entry, p, adjusted in zip(out[1:], tests, holm(tests), strict=True):
+        entry["p"], entry["p_holm"] = p, adjusted
+    return out
+
+
+def seed_table(summary: list[dict[str, object]], metric: str) -> str:
+    lines = [f"| variant | seeds | {metric} mean | 95% CI | Δ vs {summary[0]['variant']} | p (paired t, by seed) "
+             "| p (Holm) |",
+             "|---|---|---|---|---|---|---|"]
+    for e in summary:
+        test = (f"{e['delta']:+.4f} | {e['p']:.4f} | {e['p_holm']:.4f}" if "p" in e else "– | – | –")
+        lines.append(f"| {e['variant']} | {e['seeds']} | {e['mean']:.4f} | [{e['ci_low']:.4f}, {e['ci_high']:.4f}] | "
+                     f"{test} |")
+    return "\n".join(lines) + "\n"
