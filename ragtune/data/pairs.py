@@ -2,7 +2,7 @@
 
 A line looks like
     {"query": "...", "pos": "...", "negs": ["...", ...]}
-with optional ids and scores, as written by ragtune/commands/mine.py:
+with optional ids and scores, as written by `ragtune mine` (ragtune/retrieval/mine_file.py):
     {"qid", "pos_id", "neg_ids": [...], "neg_scores": [...], "teacher_scores": [s_pos, s_neg1, ...]}
 `teacher_scores` (a reranker's scores of [pos, negs...]) enable the distillation losses.
 """

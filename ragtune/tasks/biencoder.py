@@ -101,7 +101,7 @@ def training_file(cfg, accelerator) -> str:
         return cfg.data.train_file
     path = mined_file(cfg)
     if accelerator.is_main_process and not path.is_file():  # kept with the run: resume reuses it
-        from ragtune.commands.mine import mine
+        from ragtune.retrieval.mine_file import mine
 
         tmp = path.with_name(f".{path.name}.tmp")  # renamed into place when complete
         stats = mine(cfg, tmp)
