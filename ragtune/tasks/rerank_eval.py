@@ -10,6 +10,8 @@ dev metric; the test split never picks it.
 
 from __future__ import annotations
 
+import functools
+
 from ragtune.config import ConfigError
 from ragtune.data.folds import dev_set, load_split
 from ragtune.eval.metrics import evaluate
@@ -80,25 +82,23 @@ def build(cfg, accelerator) -> Task:
             save_score_cache(path, cache)
         return reranked, s
 
-    chosen: dict[str, float] = {}
-
+    @functools.cache  # chosen once per model: the dev scores do not change
     def mixing_weight(m) -> float:
-        """rerank.interpolate, or the grid's best weight on the train split's dev hold-out (chosen once)."""
+        """rerank.interpolate, or the grid's best weight on the dev queries (`dev_set`)."""
         if not rc.interpolate_grid:
             return rc.interpolate
-        if "w" not in chosen:
-            dev = dev_set(cfg, load_split(cfg, "train"))[0]
-            dev_qids = sorted(dev.queries)
-            dev_run = first_stage_runs(cfg, {"dev": dev}, show)[0]["dev"]  # first stage for dev only
-            doc_texts.update(texts(dev))  # BEIR SciFact: one corpus for both splits, so a no-op there
-            reranked, _ = rerank_cached(m, dev_run, dev.queries, "dev")
-            metric = cfg.train.metric_for_best
-            chosen["w"], per_w = choose_interpolation(reranked, dev_run, dev.qrels, rc.interpolate_grid, metric)
-            timings.update({"interpolate_chosen": chosen["w"], "interpolate_dev_queries": len(dev_qids),
-                            **{f"interpolate_dev_{metric}_w{w}": v for w, v in per_w.items()}})
-            print(f"interpolate: w={chosen['w']} chosen on {len(dev_qids)} dev queries "
-                  f"({', '.join(f'{w}: {v:.4f}' for w, v in per_w.items())})")
-        return chosen["w"]
+        dev = dev_set(cfg, load_split(cfg, "train"))[0]
+        dev_qids = sorted(dev.queries)
+        dev_run = first_stage_runs(cfg, {"dev": dev}, show)[0]["dev"]  # first stage for dev only
+        doc_texts.update(texts(dev))  # BEIR SciFact: one corpus for both splits, so a no-op there
+        reranked, _ = rerank_cached(m, dev_run, dev.queries, "dev")
+        metric = cfg.train.metric_for_best
+        w, per_w = choose_interpolation(reranked, dev_run, dev.qrels, rc.interpolate_grid, metric)
+        timings.update({"interpolate_chosen": w, "interpolate_dev_queries": len(dev_qids),
+                        **{f"interpolate_dev_{metric}_w{weight}": v for weight, v in per_w.items()}})
+        print(f"interpolate: w={w} chosen on {len(dev_qids)} dev queries "
+              f"({', '.join(f'{weight}: {v:.4f}' for weight, v in per_w.items())})")
+        return w
 
     def evaluate_split(m, split: str) -> dict[str, float]:
         scorer = make_scorer(m, rc.batch_size)
