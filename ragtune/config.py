@@ -139,15 +139,22 @@ class MiningConfig:
 
 @dataclass(frozen=True)
 class HybridConfig:
-    """First stages (ragtune/retrieval/first_stage.py): BM25 settings and BM25 + dense fusion."""
+    """BM25 + dense fusion (ragtune/retrieval/first_stage.py); BM25 itself is the `bm25` section."""
 
     fusion: Literal["weighted", "rrf"] = "weighted"  # weighted = min-max normalised scores; chosen on SciFact train
     weight: float = 0.5  # dense share; BM25 gets 1 - weight (both fusions)
     rrf_k: float = 60.0
     depth: int = 100  # candidates taken from each source before fusing
-    bm25_k1: float = 1.2
-    bm25_b: float = 0.75
     tune: bool = False  # hybrid task: pick fusion/weight on the dev hold-out of train (never test)
+
+
+@dataclass(frozen=True)
+class BM25Settings:
+    """BM25 (ragtune/retrieval/bm25.py; Lucene's scoring) wherever it runs: the bm25 and hybrid tasks,
+    mining, the reranker's first stage."""
+
+    k1: float = 1.2  # term-frequency saturation
+    b: float = 0.75  # document-length normalisation (0: none, 1: full)
 
 
 @dataclass(frozen=True)
@@ -260,6 +267,7 @@ class ExperimentConfig:
     log: LogConfig = field(default_factory=LogConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
+    bm25: BM25Settings = field(default_factory=BM25Settings)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -378,6 +386,8 @@ def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, object], source:
     types_by_key = _leaf_types(type(cfg))
     updates: dict[str, object] = {}
     for key, raw in overrides.items():
+        if key in RENAMED_KEYS:
+            raise ConfigError(f"config key '{key}' is now '{RENAMED_KEYS[key]}'")
         if key not in types_by_key:
             close = difflib.get_close_matches(key, list(types_by_key), n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -436,7 +446,7 @@ RANGE_RULES: dict[str, tuple] = {
     "mining.top_k": _at_least(1), "mining.rank_start": _at_least(0), "mining.rank_end": _at_least(1),
     "mining.max_score_ratio": _above(0.0), "mining.num_random": _at_least(0), "mining.num_negatives": _at_least(0),
     "hybrid.weight": _within(0.0, 1.0), "hybrid.rrf_k": _above(0.0), "hybrid.depth": _at_least(1),
-    "hybrid.bm25_k1": _at_least(0.0), "hybrid.bm25_b": _within(0.0, 1.0),
+    "bm25.k1": _at_least(0.0), "bm25.b": _within(0.0, 1.0),
     "adapter.rank": _at_least(1), "adapter.num_negatives": _at_least(0), "adapter.hard_top_k": _at_least(1),
     "adapter.num_threads": _at_least(1),
     "rerank.retrieve_n": _at_least(1), "rerank.final_k": _at_least(1), "rerank.max_length": _at_least(8),
@@ -562,6 +572,11 @@ def parse_cli_overrides(args: list[str]) -> dict[str, str]:
     return out
 
 
+# Keys that moved: a saved config.json with the old name still loads (resume, sweeps); a new
+# override with it is refused with the new name.
+RENAMED_KEYS = {"hybrid.bm25_k1": "bm25.k1", "hybrid.bm25_b": "bm25.b"}
+
+
 def config_from_dict(flat_or_nested: dict) -> ExperimentConfig:
     """Rebuild a config from config.json (nested) or a flat {dotted: value} dict."""
     flat = flat_or_nested
@@ -572,7 +587,7 @@ def config_from_dict(flat_or_nested: dict) -> ExperimentConfig:
                 flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
             else:
                 flat[k] = v
-    return apply_overrides(ExperimentConfig(), flat)
+    return apply_overrides(ExperimentConfig(), {RENAMED_KEYS.get(k, k): v for k, v in flat.items()})
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

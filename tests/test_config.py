@@ -112,3 +112,12 @@ def test_every_shipped_config_is_valid():
 
     for path in sorted((REPO / "configs").glob("*.py")):
         load_config(path)
+
+
+def test_a_renamed_key_loads_from_a_saved_config_and_is_refused_as_an_override():
+    from ragtune.config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict
+
+    cfg = config_from_dict({"hybrid.bm25_k1": 0.9, "hybrid.bm25_b": 0.4})  # a config.json from before the move
+    assert (cfg.bm25.k1, cfg.bm25.b) == (0.9, 0.4)
+    with pytest.raises(ConfigError, match="config key 'hybrid.bm25_k1' is now 'bm25.k1'"):
+        apply_overrides(ExperimentConfig(), {"hybrid.bm25_k1": "0.9"})

@@ -5,7 +5,7 @@
 
 All train queries are mined, dev hold-out included: the training task drops dev queries by
 qid. Settings come from `mining.*` (ragtune/retrieval/mining.py explains the window and the false-negative
-filter), the dense source uses `model.*` (corpus embeddings from the cache), BM25 uses `hybrid.bm25_*`.
+filter), the dense source uses `model.*` (corpus embeddings from the cache), BM25 uses `bm25.*`.
 Prints and writes (<out>.stats.json) the counts; train with `--data.train_file=<out>`.
 """
 

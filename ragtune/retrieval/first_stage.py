@@ -4,8 +4,8 @@
 
 `run` is {qid: {doc_id: score}} over `dataset.queries`; `timings` holds wall seconds for
 indexing (BM25 index build / dense corpus embeddings, near 0 on an embedding-cache hit)
-and for answering all queries. Settings come from `cfg.hybrid` (HybridConfig: BM25 k1/b,
-fusion kind, dense weight, RRF k, per-source depth), `cfg.model` and `cfg.eval`.
+and for answering all queries. Settings come from `cfg.bm25` (k1, b), `cfg.hybrid` (fusion
+kind, dense weight, RRF k, per-source depth), `cfg.model` and `cfg.eval`.
 
 Hybrid fusion, with w = cfg.hybrid.weight (the dense share):
     rrf:      S(d) = (1 - w) / (k + rank_bm25(d)) + w / (k + rank_dense(d))
@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from ragtune.config import ConfigError, ExperimentConfig, HybridConfig
+from ragtune.config import BM25Settings, ConfigError, ExperimentConfig, HybridConfig
 from ragtune.data.beir import BeirDataset
 from ragtune.eval.metrics import Run
 from ragtune.retrieval.bm25 import BM25Config, BM25Index
@@ -35,14 +35,14 @@ KINDS = ("dense", "bm25", "hybrid")
 FUSIONS = ("rrf", "weighted")
 
 
-def bm25_config(hcfg: HybridConfig) -> BM25Config:
-    return BM25Config(k1=hcfg.bm25_k1, b=hcfg.bm25_b)
+def bm25_config(settings: BM25Settings) -> BM25Config:
+    return BM25Config(k1=settings.k1, b=settings.b)
 
 
-def bm25_index(dataset: BeirDataset, hcfg: HybridConfig) -> tuple[BM25Index, float]:
+def bm25_index(dataset: BeirDataset, settings: BM25Settings) -> tuple[BM25Index, float]:
     """BM25 index over the corpus ("title text") and the seconds it took (analysis included)."""
     start = time.perf_counter()
-    index = BM25Index.from_corpus(dataset.corpus, bm25_config(hcfg))
+    index = BM25Index.from_corpus(dataset.corpus, bm25_config(settings))
     return index, time.perf_counter() - start
 
 
@@ -93,7 +93,7 @@ def first_stage_run(kind: Literal["dense", "bm25", "hybrid"], dataset: BeirDatas
     timings: dict[str, float] = {"queries": len(qids), "docs": len(dataset.corpus)}
     runs: dict[str, Run] = {}
     if kind in ("bm25", "hybrid"):
-        index, timings["bm25_index_seconds"] = bm25_index(dataset, cfg.hybrid)
+        index, timings["bm25_index_seconds"] = bm25_index(dataset, cfg.bm25)
         start = time.perf_counter()
         runs["bm25"] = index.search(dataset.queries, top_k=depth)
         timings["bm25_query_seconds"] = time.perf_counter() - start

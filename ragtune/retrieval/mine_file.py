@@ -3,7 +3,7 @@
 All train queries are mined, dev hold-out included: the training task drops dev queries by qid.
 Settings come from `mining.*` (ragtune/retrieval/mining.py explains the window and the
 false-negative filter); the dense source uses `model.*` (corpus embeddings from the cache), BM25
-uses `hybrid.bm25_*`. Writes <out> and <out>.stats.json (the counts).
+uses `bm25.*`. Writes <out> and <out>.stats.json (the counts).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def mine(cfg, out: Path) -> dict[str, float]:
         candidates, scorer = dense_candidates(encoder, dataset, cfg.mining.top_k, cfg.eval.cache_dir or None,
                                               cfg.eval.batch_size)
     else:
-        candidates, scorer = bm25_source(dataset, cfg.mining.top_k, bm25_config(cfg.hybrid))
+        candidates, scorer = bm25_source(dataset, cfg.mining.top_k, bm25_config(cfg.bm25))
     retrieve_seconds = time.perf_counter() - start
     counts: dict[str, int] = {}
     start = time.perf_counter()

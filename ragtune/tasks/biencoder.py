@@ -90,7 +90,7 @@ def mined_file(cfg) -> Path:
     settings = {"mining": dataclasses.asdict(cfg.mining), "seed": cfg.seed, "dataset": cfg.data.dataset,
                 "data_root": cfg.data.data_root, "split": cfg.data.train_split,
                 "source": dataclasses.asdict(cfg.model) if cfg.mining.source == "dense"
-                else [cfg.hybrid.bm25_k1, cfg.hybrid.bm25_b]}
+                else [cfg.bm25.k1, cfg.bm25.b]}  # the list the hash always had: mined files stay valid
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.output_dir) / f"mined-{cfg.mining.source}-{digest}.jsonl"
 

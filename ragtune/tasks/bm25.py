@@ -1,6 +1,6 @@
 """BM25 first stage, evaluation only: index the corpus, search, score; timings for both.
 
-`hybrid.bm25_k1` / `hybrid.bm25_b` set BM25's parameters (the other analyzer settings are
+`bm25.k1` / `bm25.b` set BM25's parameters (the other analyzer settings are
 ragtune.retrieval.bm25.BM25Config's defaults). timings.json gets bm25_index_seconds (raw text ->
 index, analysis included) and bm25_query_seconds (all queries, top eval.top_k).
 """

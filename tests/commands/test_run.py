@@ -158,6 +158,6 @@ def test_mined_negatives_are_keyed_by_the_settings_that_made_them():
 
     base = apply_overrides(ExperimentConfig(), {"mining.source": "bm25", "output_dir": "runs/x"})
     names = {mined_file(apply_overrides(base, o)).name for o in (
-        {}, {"mining.source": "dense"}, {"mining.rank_end": "30"}, {"seed": "1"}, {"hybrid.bm25_k1": "0.9"})}
+        {}, {"mining.source": "dense"}, {"mining.rank_end": "30"}, {"seed": "1"}, {"bm25.k1": "0.9"})}
     assert len(names) == 5 and all(n.startswith("mined-") and n.endswith(".jsonl") for n in names)
     assert mined_file(apply_overrides(base, {"log.log_every": "1", "optim.lr": "1e-4"})) == mined_file(base)
