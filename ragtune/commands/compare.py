@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.runs) > 2:
         parser.error("give one run (final vs baseline) or two (b vs a)")
+    if args.resamples < 1:
+        parser.error(f"--resamples must be >= 1, got {args.resamples}")
     run_a, run_b = args.runs[0], args.runs[-1]
     stage_a = args.stage_a or ("baseline" if len(args.runs) == 1 else "final")
     try:

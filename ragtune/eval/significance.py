@@ -54,6 +54,8 @@ def bootstrap_ci(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed: in
 def compare_per_query(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], metrics: list[str] | None = None,
                       resamples: int = 10_000, seed: int = 0) -> dict[str, dict[str, float]]:
     """{metric: {a, b, delta, ci_low, ci_high, p, queries}} over the queries both runs scored."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
     qids = sorted(set(a) & set(b))
     if not qids:
         raise ValueError("the two runs share no query")

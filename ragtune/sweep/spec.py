@@ -225,7 +225,7 @@ def seed_summary(rows: list[dict[str, object]], metric: str, level: float = 0.95
     for name, by_seed in groups.items():
         values = np.array(list(by_seed.values()))
         half = (stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-                if len(values) > 1 else float("nan"))
+                if len(values) > 1 else 0.0)  # one seed: no interval to give (the table shows seeds = 1)
         out.append({"variant": name, "seeds": len(values), "mean": float(values.mean()),
                     "ci_low": float(values.mean() - half), "ci_high": float(values.mean() + half)})
     if not out:

@@ -56,6 +56,11 @@ def test_a_run_saves_what_a_paired_comparison_needs(tmp_path, subprocess_env, ti
     again = subprocess.run([sys.executable, "-m", "ragtune", "compare", str(out), str(out), "--metrics", "nope"],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "--metrics: ['nope'] not in both runs" in again.stderr
+    for args, message in (([str(out), "--resamples", "0"], "--resamples must be >= 1, got 0"),
+                          ([str(tmp_path / "missing")], "no per-query metrics at")):
+        proc = subprocess.run([sys.executable, "-m", "ragtune", "compare", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_seen_and_unseen_positive_splits_by_hand():

@@ -66,3 +66,12 @@ def test_the_sweep_report_adds_the_seed_table_and_error_bar_plot(tmp_path):
     assert summary[1]["delta"] == pytest.approx(0.05) and summary[1]["p"] < 0.05
     assert "### Over seeds" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "seeds.png").stat().st_size > 1000
+
+
+def test_a_variant_with_one_seed_gets_no_interval_and_no_test_but_still_plots(tmp_path):
+    from ragtune.sweep.plots import plot_seed_bars
+
+    rows = [{"variant": "x=1,seed=1", "seed": "1", "m": 0.5}, {"variant": "x=2,seed=1", "seed": "1", "m": 0.6}]
+    a, b = seed_summary(rows, "m")
+    assert a["ci_low"] == a["ci_high"] == 0.5 and b["p"] == 1.0  # one pair: a t-test is undefined
+    assert plot_seed_bars([a, b], "m", tmp_path / "s.png").stat().st_size > 1000
