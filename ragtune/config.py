@@ -59,6 +59,11 @@ class DataConfig:
     cv_folds: int = 0
     cv_fold: int = 0
     cv_seed: int = 0
+    # >= 2: the dev hold-out is fold dev_fold of the train queries dealt into dev_folds seeded folds
+    # (instead of the dev_fraction hold-out), so `ragtune cv --inner-folds` can run every fold as dev
+    # and choose the training length on all train queries, not on a tenth of them
+    dev_folds: int = 0
+    dev_fold: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,12 @@ class TrainConfig:
     eval_every: int = 0  # optimizer steps between dev evaluations; 0 = once per epoch, at least 3 times a run
     save_every: int = 0  # optimizer steps between checkpoints; 0 = at each evaluation
     metric_for_best: str = "ndcg@10"
+    # best_dev: the best dev checkpoint, step 0 included; last: no dev hold-out (every train query trains)
+    # and the final weights are the last step's, for a length chosen elsewhere (ragtune cv --inner-folds)
+    select: Literal["best_dev", "last"] = "best_dev"
+    # >= 0: stop after round(stop_at_epoch x steps per epoch) steps (0: the initial model); the learning
+    # rate schedule still spans the whole budget, so the stop is a point on the same curve
+    stop_at_epoch: float = -1.0
     resume: str = ""  # a checkpoint dir, or 'latest' in output_dir
     gradcache_chunk: int = 0  # > 0: GradCache micro-batch size for large in-batch batches
     cross_device_negatives: bool = True
@@ -426,12 +437,16 @@ def _each(check):
     return lambda v: all(test(x) for x in v), text.replace("must be", "every value must be")
 
 
+# Tasks whose dev hold-out follows data.dev_folds and which can train without one (train.select=last).
+DEV_FOLD_TASKS = ("adapter", "biencoder")
+
 # Range rules per dotted key: (test, what it must be). Choices are Literal types, checked with the types.
 RANGE_RULES: dict[str, tuple] = {
     "seed": _at_least(0),
     "model.query_max_length": _at_least(1), "model.doc_max_length": _at_least(1),
     "data.dev_fraction": _within(0.0, 1.0), "data.num_negatives": _at_least(0),
     "data.min_grade": _at_least(1), "data.cv_folds": _at_least(0), "data.cv_fold": _at_least(0),
+    "data.dev_folds": _at_least(0), "data.dev_fold": _at_least(0),
     "loss.temperature": _above(0.0), "loss.margin": _at_least(0.0),
     "loss.tau_plus": _within(0.0, 0.999),
     "optim.lr": _above(0.0), "optim.weight_decay": _at_least(0.0), "optim.betas": _each(_within(0.0, 1.0, True)),
@@ -485,6 +500,15 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
         errors.append(("data.cv_folds", "must be 0 (no cross-validation) or >= 2, got 1"))
     if cfg.data.cv_fold >= max(cfg.data.cv_folds, 1):
         errors.append(("data.cv_fold", f"must be < data.cv_folds ({cfg.data.cv_folds}), got {cfg.data.cv_fold}"))
+    if cfg.data.dev_folds == 1:
+        errors.append(("data.dev_folds", "must be 0 (the dev_fraction hold-out) or >= 2, got 1"))
+    if cfg.data.dev_fold >= max(cfg.data.dev_folds, 1):
+        errors.append(("data.dev_fold", f"must be < data.dev_folds ({cfg.data.dev_folds}), got {cfg.data.dev_fold}"))
+    if cfg.task not in DEV_FOLD_TASKS:
+        if cfg.data.dev_folds:
+            errors.append(("data.dev_folds", f"only the {DEV_FOLD_TASKS} tasks hold dev out by folds"))
+        if cfg.train.select != "best_dev":
+            errors.append(("train.select", f"'{cfg.train.select}' runs in the {DEV_FOLD_TASKS} tasks only"))
     if not cfg.eval.k_values:
         errors.append(("eval.k_values", "needs at least one cutoff"))
     if cfg.synth.chunk_overlap >= cfg.synth.chunk_size:

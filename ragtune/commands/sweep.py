@@ -176,7 +176,9 @@ def run_sweep(sweep: Sweep, extra: dict[str, str], out: str = "", only: list[str
             print(f"{tag}: FAILED (exit {code}) after {seconds:.0f} s; last lines of run.log:\n{tail}", flush=True)
             continue  # the other variants still run; rerunning the sweep retries (or resumes) this one
         results = json.loads((out / "results.json").read_text())
-        shown = ", ".join(f"{m}={results[m]:.4f}" for m in sweep.metrics if m in results)
+        if (out / "timings.json").is_file():  # a sweep's metrics may be timings keys (dev_best)
+            results = {**json.loads((out / "timings.json").read_text()), **results}
+        shown = ", ".join(f"{m}={results[m]:.4f}" for m in sweep.metrics if isinstance(results.get(m), (int, float)))
         print(f"{tag}: done in {seconds:.0f} s: {shown}", flush=True)
     if not dry_run:
         report(sweep, variants, sweep_dir)

@@ -59,6 +59,8 @@ def own_dev_split(cfg) -> BeirDataset | None:
     is running: a fold's dev comes out of its train part); 'holdout' never does; any other name is
     that qrels split, which must exist."""
     data = cfg.data
+    if cfg.train.select == "last" or data.dev_folds:  # no dev at all, or dev folds of the train queries
+        return None
     if data.dev_split == "holdout" or (data.dev_split == "auto" and data.cv_folds):
         return None
     name = "dev" if data.dev_split == "auto" else data.dev_split
@@ -69,22 +71,40 @@ def own_dev_split(cfg) -> BeirDataset | None:
     return dataclasses.replace(dev, split="dev")
 
 
+def dev_holdout(cfg, qids: list[str]) -> tuple[list[str], list[str]]:
+    """(train, dev) query ids, input order kept: THE dev hold-out of the train queries in every task.
+
+    `seeded_holdout` of data.dev_fraction; with data.dev_folds = k >= 2, fold data.dev_fold of the
+    queries dealt into k seeded folds (`query_folds`), so k runs use every train query as dev once;
+    with train.select=last, no dev (every query trains)."""
+    from ragtune.data.pairs import seeded_holdout
+
+    if cfg.train.select == "last":
+        return list(qids), []
+    if cfg.data.dev_folds >= 2:
+        dev = set(query_folds(qids, cfg.data.dev_folds, cfg.seed)[cfg.data.dev_fold])
+        return [q for q in qids if q not in dev], [q for q in qids if q in dev]
+    return seeded_holdout(list(qids), cfg.data.dev_fraction, cfg.seed)
+
+
 def dev_set(cfg, train: BeirDataset) -> tuple[BeirDataset, BeirDataset | None, set[str]]:
     """(dev, the own dev split or None, the train queries left to train on) for tasks that select on dev.
 
     The collection's own dev split when `own_dev_split` says so (every train query then trains),
     else the seeded hold-out of `train`'s queries (`seeded_holdout`, the same draw in every task)."""
-    from ragtune.data.pairs import split_queries
-
     own_dev = own_dev_split(cfg)
     if own_dev is not None:
         return own_dev, own_dev, set(train.qrels)
-    split = split_queries(list(train.qrels), cfg.data.dev_fraction, cfg.seed)
-    return restrict(train, split.dev_qids, "dev"), None, set(split.train_qids)
+    kept, held = dev_holdout(cfg, list(train.qrels))
+    return restrict(train, held, "dev"), None, set(kept)
 
 
 def dev_source_name(cfg, own_dev: BeirDataset | None) -> str:
     """What selected the checkpoints, for timings.json."""
     if own_dev is not None:
         return f"qrels/{'dev' if cfg.data.dev_split == 'auto' else cfg.data.dev_split}.tsv"
+    if cfg.train.select == "last":
+        return "none: every train query trains; the final weights are the last step's"
+    if cfg.data.dev_folds >= 2:
+        return f"fold {cfg.data.dev_fold} of the train queries in {cfg.data.dev_folds} folds (seed {cfg.seed})"
     return f"{cfg.data.dev_fraction:g} of the train queries, held out (seed {cfg.seed})"

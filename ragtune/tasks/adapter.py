@@ -24,8 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ragtune.config import ConfigError
-from ragtune.data.folds import dev_source_name, load_split, own_dev_split
-from ragtune.data.pairs import load_records, queries_from_records, seeded_holdout, split_by_positive_doc
+from ragtune.data.folds import dev_holdout, dev_source_name, load_split, own_dev_split
+from ragtune.data.pairs import load_records, queries_from_records, split_by_positive_doc
 from ragtune.eval.dense import corpus_texts
 from ragtune.eval.metrics import evaluate
 from ragtune.losses import compute_loss, loss_spec
@@ -37,10 +37,6 @@ from ragtune.tasks import Task
 from ragtune.training.curves import plot_curves
 
 NEGATIVE_SOURCES = ("random", "hard", "none")
-def split_train_dev(query_ids: list[str], dev_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Seeded split of the train queries; dev drives checkpoint selection, test is never seen."""
-    check_dev_fraction(dev_fraction)
-    return seeded_holdout(query_ids, dev_fraction, seed)
 
 
 def check_dev_fraction(dev_fraction: float) -> None:
@@ -127,9 +123,10 @@ def build(cfg, accelerator) -> Task:
         fit_qids, dev_qids = train_qids, own_dev_qids
         dev = (torch.from_numpy(own_dev_q).to(device), dev_qids, own_dev.qrels)
     else:
-        check_dev_fraction(cfg.data.dev_fraction)
+        if cfg.train.select == "best_dev" and not (cfg.data.dev_folds and not cfg.data.train_file):
+            check_dev_fraction(cfg.data.dev_fraction)
         fit_qids, dev_qids = split_by_positive_doc(train_qids, train_qrels, cfg.data.dev_fraction, cfg.seed) \
-            if cfg.data.train_file else split_train_dev(train_qids, cfg.data.dev_fraction, cfg.seed)
+            if cfg.data.train_file and cfg.train.select == "best_dev" else dev_holdout(cfg, train_qids)
         dev = (torch.from_numpy(train_q[[row[q] for q in dev_qids]]).to(device), dev_qids,
                {q: train_qrels[q] for q in dev_qids})
     fit_q = torch.from_numpy(train_q[[row[q] for q in fit_qids]]).to(device)  # (Qt, H)
@@ -171,16 +168,17 @@ def build(cfg, accelerator) -> Task:
 
     steps_per_epoch = math.ceil(len(loader) / cfg.train.grad_accum)
     curve_keys = [f"{m}@10" for m in ("recall", "mrr", "ndcg")]
-    dev_baseline = evaluate_split(model, "dev")  # the identity adapter = the frozen encoder
+    # the identity adapter = the frozen encoder; no dev at all under train.select=last
+    dev_baseline = evaluate_split(model, "dev") if dev_qids else {}
 
     def export(model: AdapterModel, path) -> None:
         save_adapter(model.adapter, path)
         out = path.parent
-        if (out / "metrics.jsonl").is_file():
+        if (out / "metrics.jsonl").is_file() and dev_baseline:
             plot_curves(out / "metrics.jsonl", [f"dev/{k}" for k in curve_keys], out / "dev_curve.png",
                         title=f"{cfg.data.dataset} dev: {acfg.kind} adapter, {cfg.loss.name}",
                         steps_per_epoch=steps_per_epoch,
-                        references={f"dev/{k}": dev_baseline[k] for k in curve_keys})
+                        references={f"dev/{k}": dev_baseline[k] for k in curve_keys if k in dev_baseline})
 
     return Task(model=model, evaluate=evaluate_split, eval_splits=[cfg.data.eval_split], train_loader=loader,
                 step_fn=step_fn, export=export, train_positives=train_pos,

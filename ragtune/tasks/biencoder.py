@@ -18,14 +18,13 @@ from torch.utils.data import DataLoader
 
 from ragtune.data.beir import BeirDataset
 from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler, known_positive_mask
-from ragtune.data.folds import dev_source_name, load_split, own_dev_split
+from ragtune.data.folds import dev_holdout, dev_source_name, load_split, own_dev_split
 from ragtune.data.pairs import (
     check_negatives,
     load_records,
     queries_from_records,
     records_from_qrels,
     split_by_positive_doc,
-    split_queries,
 )
 from ragtune.eval.dense import candidate_pool, evaluate_dense
 from ragtune.losses import compute_loss, loss_spec
@@ -69,7 +68,7 @@ def dev_pool(encoder: Encoder, train: BeirDataset, dev_qids, cfg) -> BeirDataset
     return candidate_pool(encoder, dev, cfg.eval.dev_pool_top_k, cfg.eval, split="dev")
 
 
-def dev_split(records: list, train: BeirDataset, dev_fraction: float, seed: int) -> tuple[BeirDataset, set[str]]:
+def dev_split(records: list, train: BeirDataset, cfg) -> tuple[BeirDataset, set[str]]:
     """(dataset the dev queries come from, dev query ids).
 
     Records whose queries are the train split's (qrels pairs, mined negatives) hold out a seeded
@@ -77,10 +76,10 @@ def dev_split(records: list, train: BeirDataset, dev_fraction: float, seed: int)
     holds dev out of the file itself, by source document, so no human label selects the checkpoint
     and no dev document is a training positive.
     """
-    if not records or any(r.qid in train.qrels for r in records):
-        return train, set(split_queries(list(train.qrels), dev_fraction, seed).dev_qids)
+    if not records or any(r.qid in train.qrels for r in records) or cfg.train.select == "last":
+        return train, set(dev_holdout(cfg, list(train.qrels))[1])
     queries, qrels = queries_from_records(records, train.corpus, "data.train_file")
-    _, dev_qids = split_by_positive_doc(list(queries), qrels, dev_fraction, seed)
+    _, dev_qids = split_by_positive_doc(list(queries), qrels, cfg.data.dev_fraction, cfg.seed)
     return dataclasses.replace(train, queries=queries, qrels=qrels), set(dev_qids)
 
 
@@ -138,7 +137,7 @@ def build(cfg, accelerator) -> Task:
         dev_source, dev_qids = own_dev, set(own_dev.qrels)
     else:  # synthetic pairs keep dev out of the file itself: no human label selects their checkpoint
         own_dev = None
-        dev_source, dev_qids = dev_split(records, train, cfg.data.dev_fraction, cfg.seed)
+        dev_source, dev_qids = dev_split(records, train, cfg)
     records = [r for r in records if r.qid not in dev_qids]  # dev queries never train
     dev = dev_pool(encoder, dev_source, dev_qids, cfg) if dev_qids else None
 

@@ -111,6 +111,10 @@ def train(cfg, parts: Task, accelerator: Accelerator, log: MetricsLog) -> dict |
     model, optimizer, loader = accelerator.prepare(parts.model, optimizer, parts.train_loader)
     steps_per_epoch = math.ceil(len(loader) / cfg.train.grad_accum)
     total_steps, eval_every = training_length(cfg.train, steps_per_epoch)
+    # train.stop_at_epoch ends the run early at a point of the same schedule (a length chosen elsewhere)
+    stop_step = total_steps if cfg.train.stop_at_epoch < 0 else \
+        min(total_steps, round(cfg.train.stop_at_epoch * steps_per_epoch))
+    select_best = cfg.train.select == "best_dev"
     # The scheduler is stepped by hand once per optimizer step (not prepared: accelerate would
     # step it once per process), so total_steps means the same thing on 1 or N processes.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
@@ -143,16 +147,16 @@ def train(cfg, parts: Task, accelerator: Accelerator, log: MetricsLog) -> dict |
             state.update(best_metric=metric, best_step=step, best_dev=dev)
             save_best_weights(accelerator, model, out / "best")
 
-    if resume_from is None:
+    if resume_from is None and select_best:
         # Step 0: the untrained model is a candidate for best, so a run whose training only hurts
         # dev ends with the weights it started from, and says so.
         evaluate_dev(0)
         state["initial_dev"] = state["best_dev"]
 
-    progress = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not accelerator.is_main_process)
+    progress = tqdm(total=stop_step, initial=state["step"], desc="train", disable=not accelerator.is_main_process)
     model.train()
     checked_unused = False
-    while state["step"] < total_steps:
+    while state["step"] < stop_step:
         set_loader_epoch(loader, state["epoch"])  # the sampler's shuffle depends on (seed, epoch) only
         # On resume, skip the batches this epoch already consumed (at the sampler, no collation).
         batches = accelerator.skip_first_batches(loader, state["batches_in_epoch"]) \
@@ -191,16 +195,22 @@ def train(cfg, parts: Task, accelerator: Accelerator, log: MetricsLog) -> dict |
                 log.log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0],
                          **{f"train/{k}": v for k, v in logs.items()}}, step)
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
-            if step % eval_every == 0 or step == total_steps:
+            if select_best and (step % eval_every == 0 or step == stop_step):
                 evaluate_dev(step)
-            if step % save_every == 0 or step == total_steps:
+            if step % save_every == 0 or step == stop_step:
                 save_checkpoint(accelerator, out, state)
-            if step >= total_steps:
+            if step >= stop_step:
                 break
         else:  # the epoch ran out of batches
             state["epoch"] += 1
             state["batches_in_epoch"] = 0
     progress.close()
+    parts.timings.update(steps_per_epoch=steps_per_epoch, steps=state["step"], schedule_steps=total_steps)
+    if not select_best:  # no dev: the weights in memory, the last step's, are the final ones
+        what = "the initial model (no step)" if state["step"] == 0 else f"step {state['step']}'s"
+        accelerator.print(f"train.select=last: the final weights are {what}")
+        parts.timings.update(best_step=state["step"])
+        return None
     load_trainable_state_dict(accelerator.unwrap_model(model), torch.load(out / "best" / "weights.pt",
                                                                           weights_only=True), "best/weights.pt")
     metric, initial = cfg.train.metric_for_best, (state.get("initial_dev") or {}).get(cfg.train.metric_for_best)

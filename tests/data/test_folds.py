@@ -39,3 +39,32 @@ def test_cv_settings_are_checked_when_parsed():
         apply_overrides(ExperimentConfig(), {"data.cv_folds": "1"})
     with pytest.raises(ConfigError, match="--data.cv_fold: must be < data.cv_folds \\(5\\), got 5"):
         apply_overrides(ExperimentConfig(), {"data.cv_folds": "5", "data.cv_fold": "5"})
+
+
+def test_dev_holdout_is_the_seeded_tenth_one_inner_fold_or_nothing():
+    from ragtune.data.folds import dev_holdout
+    from ragtune.data.pairs import seeded_holdout
+
+    qids = [f"q{i}" for i in range(23)]
+    base = ExperimentConfig(task="adapter", seed=7)
+    assert dev_holdout(base, qids) == seeded_holdout(qids, 0.1, 7)  # the default is unchanged
+    dev_folds = [dev_holdout(apply_overrides(base, {"data.dev_folds": "4", "data.dev_fold": str(j)}), qids)
+                 for j in range(4)]
+    assert [dev for _, dev in dev_folds] == [sorted(f, key=qids.index) for f in query_folds(qids, 4, seed=7)]
+    for train, dev in dev_folds:  # each: disjoint from its train part, together they cover every query
+        assert not set(train) & set(dev) and sorted(train + dev) == sorted(qids)
+    assert sorted(q for _, dev in dev_folds for q in dev) == sorted(qids)
+    assert dev_holdout(apply_overrides(base, {"train.select": "last"}), qids) == (qids, [])
+
+
+def test_dev_fold_settings_are_checked_when_parsed():
+    from ragtune.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--data.dev_folds: must be 0 \\(the dev_fraction hold-out\\) or >= 2"):
+        apply_overrides(ExperimentConfig(task="adapter"), {"data.dev_folds": "1"})
+    with pytest.raises(ConfigError, match="--data.dev_fold: must be < data.dev_folds \\(3\\), got 3"):
+        apply_overrides(ExperimentConfig(task="adapter"), {"data.dev_folds": "3", "data.dev_fold": "3"})
+    with pytest.raises(ConfigError, match="--train.select: 'last' runs in the \\('adapter', 'biencoder'\\) tasks"):
+        apply_overrides(ExperimentConfig(task="reranker"), {"train.select": "last"})
+    with pytest.raises(ConfigError, match="--train.select: expected one of .*, got 'best'; did you mean 'best_dev'"):
+        apply_overrides(ExperimentConfig(task="adapter"), {"train.select": "best"})

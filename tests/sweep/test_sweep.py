@@ -233,3 +233,35 @@ def test_cross_validation_with_a_bad_setting_exits_2_with_one_line(tmp_path, sub
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --data.cv_folds: must be 0 (no cross-validation) or >= 2, got 1"
     assert not (tmp_path / "cv").exists()
+
+
+def test_cross_validation_with_inner_folds_trains_each_fold_to_the_length_its_inner_folds_chose(
+        tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
+    from ragtune.sweep.inner_cv import choose_length, dev_curve
+
+    base = tmp_path / "base.py"
+    base.write_text(CONFIG.format(task="adapter", out=str(tmp_path / "unused"), model=str(tiny_model_dir),
+                                  root=str(tiny_data_root)))
+    out = tmp_path / "cv"
+    cmd = [sys.executable, "-m", "ragtune", "cv", "--config", str(base), "--folds", "2", "--inner-folds", "2",
+           "--out", str(out), "--train.batch_size=2", "--train.epochs=3", "--optim.lr=0.1",
+           "--adapter.negatives=random", "--adapter.num_negatives=2", "--train.metric_for_best=ndcg@1"]
+    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads((out / "cv.json").read_text())
+    for fold in range(2):
+        inner = [out / "inner" / f"cv_fold={fold},dev_fold={j}" for j in range(2)]
+        assert [json.loads((d / "config.json").read_text())["data"]["dev_fold"] for d in inner] == [0, 1]
+        expected = choose_length([dev_curve(d, "ndcg@1") for d in inner])
+        assert got["inner"][str(fold)]["chosen_epoch"] == pytest.approx(expected["chosen_epoch"])
+        [final] = [d for d in out.glob(f"cv_fold={fold}*") if (d / "results.json").is_file()]
+        train_cfg = json.loads((final / "config.json").read_text())["train"]
+        assert train_cfg["select"] == "last" and train_cfg["stop_at_epoch"] == pytest.approx(expected["chosen_epoch"])
+        timings = json.loads((final / "timings.json").read_text())
+        assert timings["steps"] == round(expected["chosen_epoch"] * timings["steps_per_epoch"])
+        assert timings["dev_queries"] == 0 and timings["train_queries"] == 5  # every train query trains
+        results = json.loads((final / "results.json").read_text())
+        if expected["chosen_epoch"] == 0:  # lr 0.1 wrecks this tiny model: the start is chosen and shipped as is
+            assert all(results[f"final/{k}"] == results[f"baseline/{k}"] for k in ("test/ndcg@10", "test/mrr@10"))
+    assert "| outer fold | mean inner dev, epoch 0 |" in (out / "cv.md").read_text()
+    assert (out / "inner_curves.png").stat().st_size > 0

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ragtune.config import DataConfig, ExperimentConfig, TrainConfig
 from ragtune.data.beir import BeirDataset, Doc
 from ragtune.data.pairs import TrainRecord, split_queries
 from ragtune.tasks.biencoder import dev_split
@@ -12,11 +13,12 @@ CORPUS = {f"d{i}": Doc(title="", text=f"doc {i}") for i in range(10)}
 TRAIN = BeirDataset(name="t", split="train", corpus=CORPUS,
                     queries={f"q{i}": f"query {i}" for i in range(10)},
                     qrels={f"q{i}": {f"d{i}": 1} for i in range(10)})
+CFG = ExperimentConfig(task="biencoder", seed=3, data=DataConfig(dev_fraction=0.2))
 
 
 def test_records_from_the_split_hold_out_split_queries():
     records = [TrainRecord(query="query 1", pos="doc 1", qid="q1", pos_id="d1")]
-    source, dev = dev_split(records, TRAIN, 0.2, seed=3)
+    source, dev = dev_split(records, TRAIN, CFG)
     assert source is TRAIN
     assert dev == set(split_queries(list(TRAIN.qrels), 0.2, 3).dev_qids) and len(dev) == 2
 
@@ -25,13 +27,21 @@ def test_synthetic_records_hold_out_whole_source_documents_from_the_file():
     # two synthetic queries per document: a document's queries are all dev or all train
     records = [TrainRecord(query=f"s{i}-{j}", pos=f"doc {i}", qid=f"s{i}-{j}", pos_id=f"d{i}")
                for i in range(10) for j in range(2)]
-    source, dev = dev_split(records, TRAIN, 0.2, seed=3)
+    source, dev = dev_split(records, TRAIN, CFG)
     assert set(source.queries) == {r.qid for r in records}  # no human query anywhere
     assert source.qrels["s4-1"] == {"d4": 1}
     dev_docs = {next(iter(source.qrels[q])) for q in dev}
     assert len(dev_docs) == 2 and len(dev) == 4
     assert all((f"s{d[1:]}-0" in dev) and (f"s{d[1:]}-1" in dev) for d in dev_docs)
 
+
+def test_select_last_holds_nothing_out_and_dev_folds_hold_out_one_fold():
+    records = [TrainRecord(query="query 1", pos="doc 1", qid="q1", pos_id="d1")]
+    last = ExperimentConfig(task="biencoder", train=TrainConfig(select="last"))
+    assert dev_split(records, TRAIN, last)[1] == set()
+    folds = [dev_split(records, TRAIN, ExperimentConfig(task="biencoder", data=DataConfig(dev_folds=5, dev_fold=j)))[1]
+             for j in range(5)]
+    assert all(len(f) == 2 for f in folds) and set().union(*folds) == set(TRAIN.qrels)
 
 
 def test_positive_lengths_count_the_tokens_the_encoder_sees(tiny_model_dir):

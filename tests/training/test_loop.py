@@ -237,3 +237,38 @@ def test_a_budget_in_examples_stops_a_long_epoch(tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
              if "dev/neg_mse" in line]
     assert steps == [0, 1, 2, 3]  # step 0, then every ceil(3 / 3) = 1 step
+
+
+def test_stop_at_epoch_with_select_last_keeps_the_stopped_steps_weights_on_the_full_schedule(tmp_path, capsys):
+    # toy: 4 steps an epoch, 3 epochs = a 12-step linear schedule; stop after 1.5 epochs = 6 steps
+    cfg = toy_cfg(tmp_path / "stop", **{"train.epochs": 3, "train.batch_size": 4, "optim.schedule": "linear",
+                                        "train.select": "last", "train.stop_at_epoch": 1.5,
+                                        "task": "adapter"})
+    stopped = run_toy(cfg, parts := toy_parts(batch_size=4))
+    assert parts.timings["steps"] == 6 and parts.timings["schedule_steps"] == 12 and parts.timings["best_step"] == 6
+    assert "train.select=last: the final weights are step 6's" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "stop" / "metrics.jsonl").read_text().splitlines()]
+    assert not any(k.startswith("dev/") for r in rows for k in r)  # no dev evaluation at all
+    # the same 6 steps of the same 12-step schedule, taken from a full best_dev run's step-6 checkpoint
+    full = toy_cfg(tmp_path / "full", **{"train.epochs": 3, "train.batch_size": 4, "optim.schedule": "linear",
+                                         "train.save_every": 6, "train.eval_every": 100})
+    run_toy(full, toy_parts(batch_size=4))
+    lrs = {r["step"]: r["train/lr"] for r in rows if "train/lr" in r}
+    full_lrs = {json.loads(line)["step"]: json.loads(line).get("train/lr")
+                for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()}
+    assert all(lrs[s] == pytest.approx(full_lrs[s]) for s in lrs)  # the stop is a point on the same schedule
+    from safetensors.torch import load_file
+
+    at_six = load_file(tmp_path / "full" / "checkpoints" / "step-6" / "model.safetensors")
+    assert at_six.keys() == stopped.state_dict().keys()
+    for name, value in at_six.items():
+        torch.testing.assert_close(stopped.state_dict()[name], value)
+
+
+def test_stop_at_epoch_zero_ends_with_the_initial_weights(tmp_path):
+    parts = toy_parts(batch_size=4)
+    initial = {k: v.clone() for k, v in parts.model.state_dict().items()}
+    model = run_toy(toy_cfg(tmp_path, **{"train.select": "last", "train.stop_at_epoch": 0, "task": "adapter"}), parts)
+    for name, value in initial.items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
+    assert parts.timings["steps"] == 0
