@@ -1,12 +1,14 @@
 """The whole ladder on any BEIR folder in one command: zero-shot, BM25, hybrid, adapter, bi-encoder.
 
-    ragtune ladder --data.data_root=DIR --data.dataset=NAME [--folds 5] [--out DIR]
+    ragtune ladder --data.data_root=DIR --data.dataset=NAME [--folds 5 [--inner-folds 5]] [--out DIR]
         [--rungs zeroshot,bm25,hybrid,adapter,biencoder] [--section.key=value ...]
 
 Each rung is a shipped recipe (configs/scifact_<rung>.py) run unchanged but for the overrides
 given here, so this is how the recipes carry to your collection. A collection with a train split
 runs each rung once (experiments/run.py); `--folds K` cross-validates each rung over the eval
-split's queries instead (ragtune/commands/cv.py; for a collection with one labelled split). Finished
+split's queries instead (ragtune/commands/cv.py; for a collection with one labelled split), and
+`--inner-folds K` makes the adapter rung choose its training length by K inner folds (its runs take
+seconds; the bi-encoder's would take K + 1 times as long, so it keeps its dev hold-out). Finished
 rungs are skipped on a rerun. Writes <out>/ladder.md (one row per rung: test metrics, mean ± std
 over folds with --folds) and <out>/ladder_ndcg_at_10.png (one bar per rung).
 """
@@ -24,16 +26,18 @@ from ragtune.config import ConfigError, load_config, parse_cli_overrides
 REPO = Path(__file__).resolve().parents[2]  # the checkout: configs/ and runs/
 
 RUNGS = ("zeroshot", "bm25", "hybrid", "adapter", "biencoder")
+INNER_CV_RUNGS = ("adapter",)  # cheap enough to run K + 1 times per fold
 METRICS = ("ndcg@10", "recall@10", "mrr@10", "recall@100")
 
 
-def rung_command(rung: str, overrides: dict[str, str], out: Path, folds: int) -> list[str]:
+def rung_command(rung: str, overrides: dict[str, str], out: Path, folds: int, inner_folds: int = 0) -> list[str]:
     config = str(REPO / "configs" / f"scifact_{rung}.py")
     extra = [f"--{k}={v}" for k, v in overrides.items()]
     if not folds and (out / "config.json").is_file():  # an earlier launch died before results.json: start over
         extra.append("--overwrite")
     if folds:
-        return [sys.executable, "-m", "ragtune", "cv", "--config", config, "--folds", str(folds),
+        inner = ["--inner-folds", str(inner_folds)] if inner_folds and rung in INNER_CV_RUNGS else []
+        return [sys.executable, "-m", "ragtune", "cv", "--config", config, "--folds", str(folds), *inner,
                 "--out", str(out), *extra]
     return [sys.executable, "-m", "ragtune", "run", "--config", config, *extra, f"--output_dir={out}"]
 
@@ -43,7 +47,8 @@ def rung_row(rung: str, out: Path, folds: int) -> dict[str, object]:
     row: dict[str, object] = {"variant": rung}
     if folds:
         for key, s in json.loads((out / "cv.json").read_text()).items():
-            row[key], row[f"{key}_std"] = s["final_mean"], s["final_std"]
+            if "final_mean" in s:  # metrics; "inner" holds the inner-fold choices
+                row[key], row[f"{key}_std"] = s["final_mean"], s["final_std"]
     else:
         row.update(json.loads((out / "results.json").read_text()))
     return row
@@ -66,6 +71,8 @@ def ladder_table(rows: list[dict[str, object]], split: str, folds: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=0, help="k-fold cross-validation over queries (0: train split)")
+    parser.add_argument("--inner-folds", type=int, default=0,
+                        help=f"with --folds: the {INNER_CV_RUNGS} rungs choose their training length by K inner folds")
     parser.add_argument("--rungs", default=",".join(RUNGS))
     parser.add_argument("--out", default="", help="default runs/ladder/<dataset>")
     args, rest = parser.parse_known_args(argv)
@@ -75,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(rungs) - set(RUNGS))
         if unknown:
             raise ConfigError(f"--rungs: unknown {unknown}; choose from {list(RUNGS)}")
+        if args.inner_folds and (args.inner_folds < 2 or not args.folds):
+            raise ConfigError(f"--inner-folds {args.inner_folds}: needs >= 2 and --folds")
         for rung in rungs:  # every rung's config parses before anything runs
             cfg = load_config(REPO / "configs" / f"scifact_{rung}.py",
                               {**overrides, **({"data.cv_folds": str(args.folds)} if args.folds else {})})
@@ -90,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if not done:
             print(f"[{i}/{len(rungs)}] {rung}: running (log: {rung_out}.log)", flush=True)
             with open(f"{rung_out}.log", "a") as log:
-                code = subprocess.call(rung_command(rung, overrides, rung_out, args.folds), stdout=log,
+                code = subprocess.call(rung_command(rung, overrides, rung_out, args.folds, args.inner_folds),
+                                       stdout=log,
                                        stderr=subprocess.STDOUT, cwd=REPO)
             if code != 0:
                 print(f"error: rung {rung} failed (exit {code}); see {rung_out}.log", file=sys.stderr)

@@ -30,3 +30,16 @@ def test_ladder_runs_each_rung_tabulates_its_results_and_skips_finished_rungs(tm
     bad = subprocess.run(cmd[:4] + ["--rungs", "zeroshot,colbert"], env=subprocess_env, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "--rungs: unknown ['colbert']" in bad.stderr
+
+
+def test_inner_folds_reach_the_adapter_rung_only_and_its_cv_json_choices_are_not_metrics(tmp_path):
+    from ragtune.commands.ladder import rung_command, rung_row
+
+    adapter = rung_command("adapter", {}, tmp_path / "adapter", folds=5, inner_folds=5)
+    biencoder = rung_command("biencoder", {}, tmp_path / "biencoder", folds=5, inner_folds=5)
+    assert adapter[adapter.index("--inner-folds") + 1] == "5" and "--inner-folds" not in biencoder
+    (tmp_path / "cv.json").write_text(json.dumps({
+        "final/test/ndcg@10": {"final_mean": 0.39, "final_std": 0.05},
+        "inner": {"0": {"chosen_epoch": 3, "chosen_mean": 0.4}}}))
+    assert rung_row("adapter", tmp_path, folds=5) == {"variant": "adapter", "final/test/ndcg@10": 0.39,
+                                                      "final/test/ndcg@10_std": 0.05}
