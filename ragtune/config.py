@@ -129,6 +129,23 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """The dense top-k backend of evaluation, mining and the hybrid first stage (ragtune/retrieval/index.py)."""
+
+    # exact: ragtune's brute-force scan (the reported metrics); faiss_flat: FAISS's exact scan;
+    # faiss_hnsw / faiss_ivfpq: approximate (faiss-cpu, the `scale` extra)
+    kind: Literal["exact", "faiss_flat", "faiss_hnsw", "faiss_ivfpq"] = "exact"
+    hnsw_m: int = 32  # links per node
+    ef_construction: int = 200
+    ef_search: int = 128  # candidates kept per query: higher = closer to exact, slower
+    nlist: int = 0  # IVF cells; 0 = about 4 sqrt(N)
+    nprobe: int = 16  # IVF cells visited per query
+    pq_m: int = 0  # PQ bytes per vector (must divide the dim); 0 = dim / 8
+    refine: int = 4  # IVF-PQ: re-score the top refine x k candidates exactly (1 = no refinement)
+    report_recall: bool = True  # an approximate index also runs exact search: ann_recall@k beside the metrics
+
+
+@dataclass(frozen=True)
 class LogConfig:
     wandb: Literal["offline", "online", "disabled"] = "offline"  # WANDB_MODE in the environment wins
     project: str = "ragtune"
@@ -275,6 +292,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     log: LogConfig = field(default_factory=LogConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
@@ -458,6 +476,8 @@ RANGE_RULES: dict[str, tuple] = {
     "eval.k_values": _each(_at_least(1)), "eval.batch_size": _at_least(1), "eval.top_k": _at_least(1),
     "eval.dev_pool_top_k": _at_least(1), "eval.test_pool_top_k": _at_least(0),
     "log.log_every": _at_least(1),
+    "index.hnsw_m": _at_least(2), "index.ef_construction": _at_least(1), "index.ef_search": _at_least(1),
+    "index.nlist": _at_least(0), "index.nprobe": _at_least(1), "index.pq_m": _at_least(0), "index.refine": _at_least(1),
     "mining.top_k": _at_least(1), "mining.rank_start": _at_least(0), "mining.rank_end": _at_least(1),
     "mining.max_score_ratio": _above(0.0), "mining.num_random": _at_least(0), "mining.num_negatives": _at_least(0),
     "hybrid.weight": _within(0.0, 1.0), "hybrid.rrf_k": _above(0.0), "hybrid.depth": _at_least(1),

@@ -6,11 +6,12 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from ragtune.config import EvalConfig
+from ragtune.config import EvalConfig, IndexConfig
 from ragtune.data.beir import BeirDataset
 from ragtune.eval.metrics import Run, evaluate
 from ragtune.retrieval.cache import cached_encode
 from ragtune.retrieval.dense import dense_search
+from ragtune.retrieval.index import index_search
 
 
 @dataclass
@@ -19,6 +20,7 @@ class DenseEvalResult:
     run: Run
     corpus_seconds: float  # wall time to obtain corpus embeddings (near 0 on a cache hit)
     query_seconds: float
+    index_info: dict = dataclasses.field(default_factory=dict)  # backend, build/query seconds, ann_recall@k
 
 
 def corpus_texts(dataset: BeirDataset) -> tuple[list[str], list[str]]:
@@ -44,10 +46,12 @@ def candidate_pool(encoder, dataset: BeirDataset, top_k: int, cfg: EvalConfig, s
 
 
 def evaluate_dense(encoder, dataset: BeirDataset, cfg: EvalConfig, show_progress: bool = True,
-                   query_transform=None, use_cache: bool = True) -> DenseEvalResult:
+                   query_transform=None, use_cache: bool = True, index: IndexConfig | None = None) -> DenseEvalResult:
     """Metrics of `encoder` on `dataset`; `query_transform` maps query embeddings (e.g. an adapter).
 
     `use_cache=False` for evaluations of weights that will never be seen again (mid-training dev).
+    `index` picks the search backend (exact by default); an approximate one adds its `ann_recall@k`
+    against exact search to the metrics.
     """
     doc_ids, texts = corpus_texts(dataset)
     start = time.perf_counter()
@@ -62,6 +66,8 @@ def evaluate_dense(encoder, dataset: BeirDataset, cfg: EvalConfig, show_progress
                            batch_size=cfg.batch_size, show_progress=False)
     if query_transform is not None:
         q_emb = query_transform(q_emb)
-    run = dense_search(q_emb, d_emb, query_ids, doc_ids, top_k=max(cfg.top_k, *cfg.k_values))
+    run, info = index_search(q_emb, d_emb, query_ids, doc_ids, max(cfg.top_k, *cfg.k_values), index)
     query_seconds = time.perf_counter() - start
-    return DenseEvalResult(evaluate(run, dataset.qrels, cfg.k_values), run, corpus_seconds, query_seconds)
+    metrics = evaluate(run, dataset.qrels, cfg.k_values)
+    metrics.update({k: v for k, v in info.items() if k.startswith("ann_recall@")})
+    return DenseEvalResult(metrics, run, corpus_seconds, query_seconds, info)

@@ -28,8 +28,8 @@ from ragtune.data.beir import BeirDataset
 from ragtune.eval.metrics import Run
 from ragtune.retrieval.bm25 import BM25Config, BM25Index
 from ragtune.retrieval.cache import cached_encode
-from ragtune.retrieval.dense import dense_search
 from ragtune.retrieval.fusion import rrf, weighted_score_fusion
+from ragtune.retrieval.index import index_search
 
 KINDS = ("dense", "bm25", "hybrid")
 FUSIONS = ("rrf", "weighted")
@@ -102,8 +102,9 @@ def first_stage_run(kind: Literal["dense", "bm25", "hybrid"], dataset: BeirDatas
         start = time.perf_counter()
         q_emb = encoder.encode([dataset.queries[q] for q in qids], kind="query",
                                batch_size=cfg.eval.batch_size, show_progress=False)  # (Q, H)
-        runs["dense"] = dense_search(q_emb, d_emb, qids, doc_ids, top_k=depth)
+        runs["dense"], info = index_search(q_emb, d_emb, qids, doc_ids, depth, cfg.index)
         timings["dense_query_seconds"] = time.perf_counter() - start
+        timings.update({f"dense_{k}" if not k.startswith("ann_") else k: v for k, v in info.items()})
     if kind != "hybrid":
         return runs[kind], timings
     start = time.perf_counter()

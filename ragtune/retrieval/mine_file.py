@@ -30,7 +30,7 @@ def mine(cfg, out: Path) -> dict[str, float]:
 
         encoder = Encoder.from_config(cfg.model)
         candidates, scorer = dense_candidates(encoder, dataset, cfg.mining.top_k, cfg.eval.cache_dir or None,
-                                              cfg.eval.batch_size)
+                                              cfg.eval.batch_size, index=cfg.index)
     else:
         candidates, scorer = bm25_source(dataset, cfg.mining.top_k, bm25_config(cfg.bm25))
     retrieve_seconds = time.perf_counter() - start
@@ -53,6 +53,7 @@ def mine(cfg, out: Path) -> dict[str, float]:
         "hard": counts["hard"], "random": counts["random"],
         "retrieve_seconds": round(retrieve_seconds, 2), "mine_seconds": round(mine_seconds, 2),
         "mining": {k: getattr(cfg.mining, k) for k in cfg.mining.__dataclass_fields__}, "seed": cfg.seed,
+        "index": cfg.index.kind if cfg.mining.source == "dense" else "bm25",
     }
     Path(f"{out}.stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

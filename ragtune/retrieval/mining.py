@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ragtune.config import ConfigError, MiningConfig
+from ragtune.config import ConfigError, IndexConfig, MiningConfig
 from ragtune.data.beir import BeirDataset
 from ragtune.eval.metrics import Qrels, Run, rank_docs
 from ragtune.retrieval.bm25 import BM25Config, BM25Index, bm25_candidates
 from ragtune.retrieval.cache import cached_encode
-from ragtune.retrieval.dense import dense_search
+from ragtune.retrieval.index import index_search
 
 # (qid, doc_ids) -> the retriever's scores of those docs for that query, same scale as the run.
 Scorer = Callable[[str, list[str]], Sequence[float]]
@@ -112,7 +112,8 @@ def _cut(run: Run, qrels: Qrels, top_k: int) -> Run:
 
 
 def dense_candidates(encoder, dataset: BeirDataset, top_k: int, cache_dir: str | None = None,
-                     batch_size: int = 128, show_progress: bool = True) -> tuple[Run, Scorer]:
+                     batch_size: int = 128, show_progress: bool = True,
+                     index: IndexConfig | None = None) -> tuple[Run, Scorer]:
     """Top `top_k` non-positive docs per query by dot product, and a scorer q . d for any doc.
 
     Corpus embeddings come from the on-disk cache (keyed by weights), so mining with the
@@ -125,7 +126,7 @@ def dense_candidates(encoder, dataset: BeirDataset, top_k: int, cache_dir: str |
     q_emb = encoder.encode([dataset.queries[q] for q in qids], kind="query", batch_size=batch_size,
                            show_progress=show_progress)  # (Q, H)
     extra = max((len(p) for p in positives_of(dataset.qrels).values()), default=0)
-    run = _cut(dense_search(q_emb, d_emb, qids, doc_ids, top_k=top_k + extra), dataset.qrels, top_k)
+    run = _cut(index_search(q_emb, d_emb, qids, doc_ids, top_k + extra, index)[0], dataset.qrels, top_k)
     q_row = {q: i for i, q in enumerate(qids)}
     d_row = {d: i for i, d in enumerate(doc_ids)}
 

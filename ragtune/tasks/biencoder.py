@@ -90,6 +90,8 @@ def mined_file(cfg) -> Path:
                 "data_root": cfg.data.data_root, "split": cfg.data.train_split,
                 "source": dataclasses.asdict(cfg.model) if cfg.mining.source == "dense"
                 else [cfg.bm25.k1, cfg.bm25.b]}  # the list the hash always had: mined files stay valid
+    if cfg.mining.source == "dense" and cfg.index.kind != "exact":  # only then: exact-mined hashes are unchanged
+        settings["index"] = dataclasses.asdict(cfg.index)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.output_dir) / f"mined-{cfg.mining.source}-{digest}.jsonl"
 
@@ -177,7 +179,7 @@ def build(cfg, accelerator) -> Task:
         show = accelerator.is_main_process
         if split_name == "dev":
             return evaluate_dense(model.encoder, dev, cfg.eval, show_progress=False, use_cache=False).metrics
-        result = evaluate_dense(model.encoder, test, cfg.eval, show_progress=show)
+        result = evaluate_dense(model.encoder, test, cfg.eval, show_progress=show, index=cfg.index)
         return result.metrics
 
     if accelerator.is_main_process:

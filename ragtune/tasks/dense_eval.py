@@ -14,11 +14,12 @@ def build(cfg, accelerator) -> Task:
     timings: dict[str, float] = {}
 
     def evaluate(model, split: str) -> dict[str, float]:
-        result = evaluate_dense(model, dataset, cfg.eval, show_progress=accelerator.is_main_process)
+        result = evaluate_dense(model, dataset, cfg.eval, show_progress=accelerator.is_main_process, index=cfg.index)
         timings.update({
             "corpus_encode_seconds": result.corpus_seconds,
             "corpus_docs": len(dataset.corpus),
             "query_seconds": result.query_seconds,
+            **result.index_info,
         })
         return result.metrics
 
