@@ -5,6 +5,7 @@ A run is {qid: {docid: score}}; see ragtune/eval/metrics.py for how it is ranked
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,13 @@ def dense_search(q_emb: np.ndarray | torch.Tensor, d_emb: np.ndarray | torch.Ten
 
     The corpus is scanned in chunks of `doc_chunk` rows and a running top-k is merged per chunk,
     so beyond the inputs themselves the memory held is O(query_chunk * (doc_chunk + top_k))
-    floats: 1024 x 65,636 x 4 B = 269 MB at the defaults, whatever the corpus size.
+    floats: 1024 x 65,636 x 4 B = 269 MB at the defaults, whatever the corpus size. A memory-mapped
+    corpus (an embedding-cache entry, `np.memmap`) is not held at all: each chunk is copied in and
+    its pages are released after it (`doc_blocks`), so the file never has to fit in RAM.
     `exclude_self` drops a document whose id equals the query id (for corpus-as-queries setups).
     """
     q = torch.as_tensor(q_emb, dtype=torch.float32)
-    d = torch.as_tensor(d_emb, dtype=torch.float32)
+    d = d_emb if isinstance(d_emb, np.memmap) else torch.as_tensor(d_emb, dtype=torch.float32)
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"query dim {q.shape[1]} != doc dim {d.shape[1]}")
     k = min(top_k + int(exclude_self), d.shape[0])
@@ -35,8 +38,8 @@ def dense_search(q_emb: np.ndarray | torch.Tensor, d_emb: np.ndarray | torch.Ten
         q_block = q[qs:qs + query_chunk]  # (Qc, H)
         best_scores = torch.full((q_block.shape[0], 0), float("-inf"))
         best_idx = torch.zeros((q_block.shape[0], 0), dtype=torch.long)
-        for ds in range(0, d.shape[0], doc_chunk):
-            scores = q_block @ d[ds:ds + doc_chunk].T  # (Qc, Dc)
+        for ds, d_block in doc_blocks(d, doc_chunk):
+            scores = q_block @ d_block.T  # (Qc, Dc)
             if exclude_self:
                 for row, qid in enumerate(query_ids[qs:qs + query_chunk]):
                     col = doc_index.get(qid, -1) - ds
@@ -52,6 +55,32 @@ def dense_search(q_emb: np.ndarray | torch.Tensor, d_emb: np.ndarray | torch.Ten
                     if s != float("-inf")}
             run[qid] = dict(list(hits.items())[:top_k])
     return run
+
+
+def doc_blocks(d: np.ndarray | torch.Tensor, rows: int):
+    """(first row, (rows, H) float32 tensor) over the corpus in order. For an `np.memmap` each block is
+    a copy and the block's pages are dropped from this process afterwards (madvise DONTNEED: clean file
+    pages are re-read from the file if touched again), so a scan's resident memory is one block."""
+    for start in range(0, d.shape[0], rows):
+        if isinstance(d, np.memmap):
+            block = torch.from_numpy(np.array(d[start:start + rows], dtype=np.float32))
+            release_pages(d, start, min(start + rows, d.shape[0]))
+        else:
+            block = d[start:start + rows]
+        yield start, block
+
+
+def release_pages(m: np.memmap, start_row: int, end_row: int) -> None:
+    """Drop rows [start_row, end_row) of a memory-mapped array from this process's resident memory."""
+    mm = getattr(m, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise"):  # a view without its own map, or no madvise here
+        return
+    # np.memmap maps from the allocation-granularity boundary below its offset (numpy/core/memmap.py)
+    array_offset = m.offset % mmap.ALLOCATIONGRANULARITY
+    begin = array_offset + start_row * m.strides[0]
+    end = array_offset + end_row * m.strides[0]
+    begin -= begin % mmap.PAGESIZE
+    mm.madvise(mmap.MADV_DONTNEED, begin, end - begin)
 
 
 def write_trec_run(run: Run, path: str | Path, tag: str = "ragtune") -> None:
