@@ -4,7 +4,7 @@
     ragtune sweep configs/sweeps/scifact_ablation.py
     ragtune cv --config configs/cranfield_adapter.py --folds 5
     ragtune ladder --data.data_root=DIR --data.dataset=NAME
-    ragtune mine | chroma | synth | grounded-reference | verify-lora-reload ...
+    ragtune mine | encode | chroma | synth | grounded-reference | verify-lora-reload ...
 
 Each command is a module of ragtune/commands with a `main(argv) -> exit code`.
 """
@@ -22,6 +22,7 @@ COMMANDS = {
     "compare": ("ragtune.commands.compare", "paired significance test and CI: a run vs its baseline, or two runs"),
     "ladder": ("ragtune.commands.ladder", "zero-shot, BM25, hybrid, adapter, bi-encoder on any BEIR folder"),
     "mine": ("ragtune.commands.mine", "mine hard negatives into a training JSONL"),
+    "encode": ("ragtune.commands.encode", "fill the embedding cache with the corpus, sharded over processes"),
     "chroma": ("ragtune.commands.chroma", "a corpus in ChromaDB queried with the (adapted) query side vs exact"),
     "synth": ("ragtune.commands.synth", "synthetic queries from a causal LM into a training JSONL"),
     "teacher-scores": ("ragtune.tasks.reranker", "a saved reranker's scores on train groups, for distillation"),

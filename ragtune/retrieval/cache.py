@@ -3,6 +3,12 @@
 The key hashes the model weights (so a fine-tuned model never hits a stale entry), the
 pooling / normalisation / prefix / max-length settings, and the texts themselves. Files are
 written to a temporary name and renamed, so a crash never leaves a half-written entry.
+
+A hit returns the entry memory-mapped copy-on-write (ragtune/retrieval/sharded.py says why that
+mode), so evaluation and mining page a large corpus in as they scan it instead of reading it all
+first. `collective=True` under torch.distributed (world size > 1) shares the encoding out: each
+process encodes a shard straight into the same entry (ragtune/retrieval/sharded.py); the key and
+the file are the ones a single process writes, so either path hits the other's entries.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ragtune.retrieval.sharded import load_entry, sharded_cached_encode
+from ragtune.training.distributed import world_size
 
 CACHE_ENV = "RAGTUNE_CACHE"
 
@@ -41,16 +50,29 @@ def texts_fingerprint(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-def cached_encode(encoder, texts: list[str], kind: str, cache_dir: str | None = None,
-                  batch_size: int = 128, show_progress: bool = True) -> np.ndarray:
-    """encoder.encode(texts, kind) through the cache; returns (N, H) float32."""
+def cache_path(encoder, texts: list[str], kind: str, cache_dir: str | None = None) -> Path:
+    """`<cache root>/embeddings/<kind>-<key>.npy`: where `cached_encode` keeps these embeddings."""
     settings = {k: v for k, v in encoder.cfg.__dict__.items() if k != "name"}
     key_src = json.dumps({"weights": weights_fingerprint(encoder), "settings": settings, "kind": kind,
                           "texts": texts_fingerprint(texts)}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
-    path = cache_root(cache_dir) / "embeddings" / f"{kind}-{key}.npy"
+    return cache_root(cache_dir) / "embeddings" / f"{kind}-{key}.npy"
+
+
+def cached_encode(encoder, texts: list[str], kind: str, cache_dir: str | None = None,
+                  batch_size: int = 128, show_progress: bool = True, collective: bool = False) -> np.ndarray:
+    """encoder.encode(texts, kind) through the cache; returns (N, H) float32 (memory-mapped on a hit).
+
+    `collective=True`: every process of the torch.distributed group makes this same call and each
+    encodes only its shard. Off by default, because most call sites run on the main process alone
+    (final evaluation, mining) and the first collective would wait forever for the other ranks.
+    Without a process group, or with one process, it is the single-process path.
+    """
+    path = cache_path(encoder, texts, kind, cache_dir)
+    if collective and world_size() > 1:
+        return sharded_cached_encode(encoder, texts, kind, path, batch_size, show_progress)
     if path.is_file():
-        return np.load(path)
+        return load_entry(path)
     emb = encoder.encode(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
