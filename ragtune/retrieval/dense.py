@@ -32,7 +32,7 @@ def dense_search(q_emb: np.ndarray | torch.Tensor, d_emb: np.ndarray | torch.Ten
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"query dim {q.shape[1]} != doc dim {d.shape[1]}")
     k = min(top_k + int(exclude_self), d.shape[0])
-    doc_index = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+    doc_index = {doc_id: i for i, doc_id in enumerate(doc_ids)} if exclude_self else {}  # O(N): only when used
     run: Run = {}
     for qs in range(0, q.shape[0], query_chunk):
         q_block = q[qs:qs + query_chunk]  # (Qc, H)

@@ -96,7 +96,8 @@ def build(cfg, accelerator) -> Task:
     start = time.perf_counter()
     encoder = Encoder.from_config(cfg.model).to(accelerator.device)
     cache_dir, bs = cfg.eval.cache_dir or None, cfg.eval.batch_size
-    d_emb = cached_encode(encoder, texts, "doc", cache_dir, bs, show)
+    # every process builds the task: under N processes each encodes 1/N of the corpus (ragtune/retrieval/sharded.py)
+    d_emb = cached_encode(encoder, texts, "doc", cache_dir, bs, show, collective=True)
     train_queries, train_qrels = train_set.queries, train_set.qrels
     if cfg.data.train_file:  # its queries replace the split's; dev is held out of them, never from qrels
         train_queries, train_qrels = queries_from_records(load_records(cfg.data.train_file), doc_index,
