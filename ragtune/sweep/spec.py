@@ -207,13 +207,39 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def seeds_needed(delta: float, sd_diff: float, alpha: float = 0.05, power: float = 0.8,
+                 most: int = 10_000) -> int | None:
+    """Seeds a paired t-test needs to detect a mean difference `delta` with power `power` at level `alpha`
+    (two-sided), when the per-seed differences have standard deviation `sd_diff`: the smallest n >= 2 with
+    P(|T| > t_{1-alpha/2, n-1}) >= power, T noncentral t with n - 1 degrees of freedom and noncentrality
+    delta / sd_diff * sqrt(n). None when delta is 0 or needs more than `most` seeds."""
+    from scipy import stats
+
+    if delta == 0 or not np.isfinite(sd_diff):
+        return None
+    if sd_diff == 0:
+        return 2
+    effect = abs(delta) / sd_diff
+    for n in range(2, most + 1):
+        crit = stats.t.ppf(1 - alpha / 2, n - 1)
+        nc = effect * np.sqrt(n)
+        if stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= power:
+            return n
+    return None
+
+
 def seed_summary(rows: list[dict[str, object]], metric: str, level: float = 0.95) -> list[dict[str, object]]:
     """Variants run with several seeds (a `seed` axis): per variant, the mean of `metric` over its
     seeds with a Student-t `level` interval, and the paired test against the first variant: a paired
     t-test on the per-seed values (paired by seed; an exact sign-flip test cannot go below
     2 / 2^n, 0.0625 for 5 seeds), Holm-corrected over the variants.
 
-    [{variant, seeds, mean, ci_low, ci_high, delta, p, p_holm}] in sweep order (the first has no test)."""
+    With its per-seed differences' spread, each comparison also says how many seeds a difference of
+    the size seen would need for 80% power (`seeds_needed`): the budget at which the ablation would
+    separate the variants, estimated from the seeds one could afford.
+
+    [{variant, seeds, mean, ci_low, ci_high, delta, sd_diff, p, p_holm, seeds_for_power}] in sweep order
+    (the first has no test)."""
     from scipy import stats
 
     groups: dict[str, dict[int, float]] = {}
@@ -237,6 +263,8 @@ def seed_summary(rows: list[dict[str, object]], metric: str, level: float = 0.95
         a = np.array([first[s] for s in shared])
         b = np.array([groups[entry["variant"]][s] for s in shared])
         entry["delta"] = float((b - a).mean())
+        entry["sd_diff"] = float((b - a).std(ddof=1)) if len(shared) > 1 else float("nan")
+        entry["seeds_for_power"] = seeds_needed(entry["delta"], entry["sd_diff"]) if len(shared) > 1 else None
         tests.append(float(stats.ttest_rel(b, a).pvalue) if len(shared) > 1 and np.any(b != a) else 1.0)
     for entry, p, adjusted in zip(out[1:], tests, holm(tests), strict=True):
         entry["p"], entry["p_holm"] = p, adjusted
@@ -245,10 +273,12 @@ def seed_summary(rows: list[dict[str, object]], metric: str, level: float = 0.95
 
 def seed_table(summary: list[dict[str, object]], metric: str) -> str:
     lines = [f"| variant | seeds | {metric} mean | 95% CI | Δ vs {summary[0]['variant']} | p (paired t, by seed) "
-             "| p (Holm) |",
-             "|---|---|---|---|---|---|---|"]
+             "| p (Holm) | sd of Δ | seeds for 80% power |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for e in summary:
-        test = (f"{e['delta']:+.4f} | {e['p']:.4f} | {e['p_holm']:.4f}" if "p" in e else "– | – | –")
+        need = e.get("seeds_for_power")
+        test = (f"{e['delta']:+.4f} | {e['p']:.4f} | {e['p_holm']:.4f} | {e['sd_diff']:.4f} | "
+                f"{need if need is not None else '> 10,000'}" if "p" in e else "– | – | – | – | –")
         lines.append(f"| {e['variant']} | {e['seeds']} | {e['mean']:.4f} | [{e['ci_low']:.4f}, {e['ci_high']:.4f}] | "
                      f"{test} |")
     return "\n".join(lines) + "\n"

@@ -75,3 +75,34 @@ def test_a_variant_with_one_seed_gets_no_interval_and_no_test_but_still_plots(tm
     a, b = seed_summary(rows, "m")
     assert a["ci_low"] == a["ci_high"] == 0.5 and b["p"] == 1.0  # one pair: a t-test is undefined
     assert plot_seed_bars([a, b], "m", tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_seeds_needed_matches_g_power_and_a_simulation():
+    from scipy import stats
+
+    from ragtune.sweep.spec import seeds_needed
+
+    # G*Power, one-sample / paired t-test, two-sided, alpha 0.05, power 0.8: d = 0.5 -> 34, d = 1.0 -> 10
+    assert seeds_needed(0.5, 1.0) == 34 and seeds_needed(-0.01, 0.01) == 10
+    assert seeds_needed(0.0, 0.01) is None and seeds_needed(1e-6, 1.0, most=100) is None
+    n = seeds_needed(0.8, 1.0)
+    rng = np.random.default_rng(0)
+
+    def simulated_power(k: int) -> float:
+        diffs = rng.normal(0.8, 1.0, size=(20_000, k))
+        return float(np.mean(stats.ttest_1samp(diffs, 0.0, axis=1).pvalue < 0.05))
+
+    assert simulated_power(n) >= 0.79 and simulated_power(n - 1) < 0.81  # n is the first to reach 0.8
+
+
+def test_the_seed_table_says_how_many_seeds_a_difference_needs():
+    rows = [{"variant": f"{v},seed={s}", "seed": str(s), "m": m}
+            for v, vals in (("x=1", (0.50, 0.52, 0.54)), ("x=2", (0.51, 0.52, 0.56)))
+            for s, m in zip((1, 2, 3), vals, strict=True)]
+    a, b = seed_summary(rows, "m")
+    diffs = np.array([0.01, 0.0, 0.02])
+    assert b["sd_diff"] == pytest.approx(diffs.std(ddof=1))
+    from ragtune.sweep.spec import seeds_needed
+
+    assert b["seeds_for_power"] == seeds_needed(diffs.mean(), diffs.std(ddof=1))
+    assert f"| {b['sd_diff']:.4f} | {b['seeds_for_power']} |" in seed_table([a, b], "m")
