@@ -69,7 +69,9 @@ def _worker(rank: int, world: int, init_file: str, docs: int, max_length: int, b
     cached_encode(encoder, texts, "doc", cache, batch_size, show_progress=False, collective=True)
     dist.barrier()
     seconds = time.perf_counter() - start
-    result = {"rank": rank, "seconds": seconds, "shard_seconds": sum(shard_seconds),
+    # VmHWM, not ru_maxrss: a spawned child's ru_maxrss starts from its parent's peak
+    peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    result = {"rank": rank, "seconds": seconds, "shard_seconds": sum(shard_seconds), "peak_rss_mb": peak / 2**20,
               "path": str(cache_path(encoder, texts, "doc", cache))}
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
@@ -85,7 +87,8 @@ def trial(world: int, docs: int, max_length: int, batch_size: int) -> tuple[dict
     ranks = [json.loads((scratch / f"rank{r}.json").read_text()) for r in range(world)]
     seconds = ranks[0]["seconds"]
     return {"processes": world, "seconds": seconds, "docs_per_s": docs / seconds,
-            "shard_seconds": [r["shard_seconds"] for r in ranks], "path": ranks[0]["path"]}, scratch
+            "shard_seconds": [r["shard_seconds"] for r in ranks], "peak_rss_mb": [r["peak_rss_mb"] for r in ranks],
+            "path": ranks[0]["path"]}, scratch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[world].append(res)
             print(f"repeat {r + 1}/{args.repeats} {world} process(es): {res['docs_per_s']:.2f} docs/s "
                   f"({res['seconds']:.2f} s; shard encode s per rank "
-                  f"{', '.join(f'{s:.2f}' for s in res['shard_seconds'])})", flush=True)
+                  f"{', '.join(f'{s:.2f}' for s in res['shard_seconds'])}; peak RSS MB per rank "
+                  f"{', '.join(f'{m:.0f}' for m in res['peak_rss_mb'])})", flush=True)
         max_diff = max(max_diff, float(np.abs(entries[1] - entries[2]).max()))
         for scratch in scratches:
             shutil.rmtree(scratch, ignore_errors=True)
