@@ -153,3 +153,8 @@ class AdapterModel(nn.Module):
 
     def temperature(self) -> torch.Tensor:
         return 1.0 / self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+    def forward(self, q_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(adapted query embeddings, temperature): every trainable parameter is used inside forward, so
+        a DistributedDataParallel wrapper (any launch under torchrun / accelerate) syncs their gradients."""
+        return self.adapter(q_emb), self.temperature()

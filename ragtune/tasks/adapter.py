@@ -35,6 +35,7 @@ from ragtune.retrieval.cache import cached_encode
 from ragtune.retrieval.dense import dense_search
 from ragtune.tasks import Task
 from ragtune.training.curves import plot_curves
+from ragtune.training.distributed import world_size
 
 NEGATIVE_SOURCES = ("random", "hard", "none")
 
@@ -76,10 +77,12 @@ def make_collate(positives: list[list[int]], negatives: str, num_negatives: int,
     return collate
 
 
-def adapter_loss(cfg_loss, q_emb: torch.Tensor, docs: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-    """The one dispatcher (ragtune.losses.compute_loss) on q_emb (B, H), docs (B, G, H) in group layout."""
+def adapter_loss(cfg_loss, q_emb: torch.Tensor, docs: torch.Tensor, temperature: torch.Tensor,
+                 gather: bool = False) -> torch.Tensor:
+    """The one dispatcher (ragtune.losses.compute_loss) on q_emb (B, H), docs (B, G, H) in group layout;
+    `gather`: under N processes, in-batch negatives come from every process's share of the global batch."""
     return compute_loss(cfg_loss, group_size=docs.shape[1], q_emb=q_emb, d_emb=docs.reshape(-1, docs.shape[-1]),
-                        temperature=temperature)
+                        temperature=temperature, gather=gather)
 
 
 def build(cfg, accelerator) -> Task:
@@ -150,11 +153,12 @@ def build(cfg, accelerator) -> Task:
     adapter = adapter_from_config(acfg, d_emb.shape[1])
     model = AdapterModel(adapter, cfg.loss.temperature, cfg.loss.learn_temperature).to(device)
 
+    gather = cfg.train.cross_device_negatives and world_size() > 1
+
     def step_fn(model: AdapterModel, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        q = model.adapter(fit_q[batch["q"]])  # (B, H)
+        q, temperature = model(fit_q[batch["q"]])  # (B, H): through forward, which DDP wraps
         docs = d_emb[batch["docs"]]  # (B, G, H), frozen
-        temperature = model.temperature()
-        return adapter_loss(cfg.loss, q, docs, temperature), {"temperature": temperature.item()}
+        return adapter_loss(cfg.loss, q, docs, temperature, gather), {"temperature": temperature.item()}
 
     @torch.no_grad()
     def evaluate_split(model: AdapterModel, split: str) -> dict[str, float]:

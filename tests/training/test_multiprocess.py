@@ -70,3 +70,33 @@ def test_a_global_batch_that_does_not_split_is_refused(tmp_path, subprocess_env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "--train.batch_size=7 is the global batch: it must split evenly over the 2 processes" in proc.stderr
+
+
+def test_the_adapter_trains_under_torchrun_and_its_two_processes_encode_the_corpus_in_halves(
+        tmp_path, subprocess_env, tiny_data_root):
+    import numpy as np
+
+    from ragtune.config import ModelConfig
+    from ragtune.models.encoder import Encoder
+
+    model = write_tiny_bert(tmp_path / "bert", pooler=True, dropout=0.0)
+    (tmp_path / "c.py").write_text(CONFIG.format(task="adapter", out=str(tmp_path / "unused"), model=str(model),
+                                                 root=str(tiny_data_root)))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    out, cache = tmp_path / "two", tmp_path / "cache"
+    # It failed before: step_fn reached model.adapter past the DDP wrapper any torchrun launch puts on.
+    proc = subprocess.run([*torchrun, str(REPO / "experiments" / "run.py"), "--config", str(tmp_path / "c.py"),
+                           "--train.batch_size=4", "--train.epochs=2", "--adapter.negatives=random",
+                           "--adapter.num_negatives=2", f"--output_dir={out}"],
+                          env={**subprocess_env, "ACCELERATE_USE_CPU": "true", "RAGTUNE_CACHE": str(cache)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "dev/ndcg@10" in r][0] == 0 and any("train/loss" in r for r in rows)
+    [entry] = (cache / "embeddings").glob("doc-*.npy")  # written by both processes, one half each
+    encoder = Encoder.from_config(ModelConfig(name=str(model), query_max_length=16, doc_max_length=32))
+    from ragtune.data.beir import load_beir
+    from ragtune.eval.dense import corpus_texts
+
+    texts = corpus_texts(load_beir("tiny", "test", str(tiny_data_root)))[1]
+    np.testing.assert_allclose(np.load(entry), encoder.encode(texts, kind="doc", show_progress=False), atol=1e-6)
