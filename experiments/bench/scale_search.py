@@ -160,6 +160,8 @@ def measure_size(n: int, store_path: Path, q: np.ndarray, q_path: Path, args) ->
           f"{rss['peak_rss_bytes'] / 2**20:.0f} MB for a {rss['store_bytes'] / 2**20:.0f} MB store", flush=True)
     backends, ef_search = faiss_backends(args)
     for name, cfg in backends.items():
+        if name not in args.backends.split(","):
+            continue
         start = time.perf_counter()
         index = build_faiss_index(in_ram, cfg)
         build_s = time.perf_counter() - start
@@ -226,6 +228,7 @@ def main() -> int:
     parser.add_argument("--ef-search", default="128,256", help="HNSW efSearch values, one graph searched at each")
     parser.add_argument("--nprobe", type=int, default=16)
     parser.add_argument("--refine", type=int, default=4)
+    parser.add_argument("--backends", default="faiss_flat,faiss_hnsw,faiss_ivfpq", help="FAISS backends to run")
     parser.add_argument("--out", default="runs/bench/scale_search")
     args = parser.parse_args()
     import faiss
