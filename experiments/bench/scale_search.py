@@ -192,7 +192,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], out_png: Path) -> Path:
+def plot(rows: list[dict], out_png: Path, threads: int = 1) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,8 +202,10 @@ def plot(rows: list[dict], out_png: Path) -> Path:
     for backend in dict.fromkeys(r["backend"] for r in rows):
         mine = [r for r in rows if r["backend"] == backend]
         axes[0].plot([r["n"] for r in mine], [r["single_ms"] for r in mine], marker="o", label=backend)
-        if not backend.startswith("exact"):
-            axes[1].plot([r["n"] for r in mine], [r["build_s"] for r in mine], marker="o", label=backend)
+    families = dict.fromkeys(r["backend"].split(" ef")[0] for r in rows if not r["backend"].startswith("exact"))
+    for family in families:  # one build curve per index (HNSW is built once for all its efSearch rows)
+        built = {r["n"]: r["build_s"] for r in rows if r["backend"].split(" ef")[0] == family}
+        axes[1].plot(list(built), list(built.values()), marker="o", label=family)
     for ax, ylabel in zip(axes, ("ms per query (one at a time)", "index build (s)"), strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -211,7 +213,7 @@ def plot(rows: list[dict], out_png: Path) -> Path:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle("search as the corpus grows (384-dim, 1 thread)")
+    fig.suptitle(f"search as the corpus grows (384-dim, {threads} thread{'s' if threads > 1 else ''})")
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
@@ -249,7 +251,7 @@ def main() -> int:
         (out / "scale_search.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
     text = table(rows)
     (out / "scale_search.md").write_text(text)
-    print("\n" + text + f"\nwrote {out / 'scale_search.json'}, {plot(rows, out / 'scale_search.png')}")
+    print("\n" + text + f"\nwrote {out / 'scale_search.json'}, {plot(rows, out / 'scale_search.png', args.threads)}")
     return 0
 
 
