@@ -7,8 +7,8 @@ Each rung is a shipped recipe (configs/scifact_<rung>.py) run unchanged but for 
 given here, so this is how the recipes carry to your collection. A collection with a train split
 runs each rung once (experiments/run.py); `--folds K` cross-validates each rung over the eval
 split's queries instead (ragtune/commands/cv.py; for a collection with one labelled split), and
-`--inner-folds K` makes the adapter rung choose its training length by K inner folds (its runs take
-seconds; the bi-encoder's would take K + 1 times as long, so it keeps its dev hold-out). Finished
+the adapter rung then chooses its training length by K inner folds (`--inner-folds`, default K; its
+runs take seconds; the bi-encoder's would take K + 1 times as long, so it keeps its dev hold-out). Finished
 rungs are skipped on a rerun. Writes <out>/ladder.md (one row per rung: test metrics, mean ± std
 over folds with --folds) and <out>/ladder_ndcg_at_10.png (one bar per rung).
 """
@@ -71,8 +71,9 @@ def ladder_table(rows: list[dict[str, object]], split: str, folds: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=0, help="k-fold cross-validation over queries (0: train split)")
-    parser.add_argument("--inner-folds", type=int, default=0,
-                        help=f"with --folds: the {INNER_CV_RUNGS} rungs choose their training length by K inner folds")
+    parser.add_argument("--inner-folds", type=int, default=None,
+                        help=f"with --folds: the {INNER_CV_RUNGS} rungs choose their training length by K inner folds "
+                             "(default: K = --folds; 0: a 10%% dev hold-out instead)")
     parser.add_argument("--rungs", default=",".join(RUNGS))
     parser.add_argument("--out", default="", help="default runs/ladder/<dataset>")
     args, rest = parser.parse_known_args(argv)
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(rungs) - set(RUNGS))
         if unknown:
             raise ConfigError(f"--rungs: unknown {unknown}; choose from {list(RUNGS)}")
+        if args.inner_folds is None:  # a collection cross-validated has few labels: its dev tenth would be noise
+            args.inner_folds = args.folds
         if args.inner_folds and (args.inner_folds < 2 or not args.folds):
             raise ConfigError(f"--inner-folds {args.inner_folds}: needs >= 2 and --folds")
         for rung in rungs:  # every rung's config parses before anything runs
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, rung in enumerate(rungs, start=1):
         rung_out = out / rung
         done = (rung_out / ("cv.json" if args.folds else "results.json")).is_file()
+        if done and args.folds and rung in INNER_CV_RUNGS:  # finished the same way: with or without inner folds
+            done = ("inner" in json.loads((rung_out / "cv.json").read_text())) == bool(args.inner_folds)
         if not done:
             print(f"[{i}/{len(rungs)}] {rung}: running (log: {rung_out}.log)", flush=True)
             with open(f"{rung_out}.log", "a") as log:
