@@ -524,6 +524,9 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
         errors.append(("data.dev_folds", "must be 0 (the dev_fraction hold-out) or >= 2, got 1"))
     if cfg.data.dev_fold >= max(cfg.data.dev_folds, 1):
         errors.append(("data.dev_fold", f"must be < data.dev_folds ({cfg.data.dev_folds}), got {cfg.data.dev_fold}"))
+    if cfg.task == "adapter" and cfg.data.dev_folds and cfg.data.train_file:
+        errors.append(("data.dev_folds", "the adapter holds dev out of a data.train_file by positive document, "
+                                         "not by query folds: use one or the other"))
     if cfg.task not in DEV_FOLD_TASKS:
         if cfg.data.dev_folds:
             errors.append(("data.dev_folds", f"only the {DEV_FOLD_TASKS} tasks hold dev out by folds"))

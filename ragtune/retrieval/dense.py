@@ -71,9 +71,15 @@ def doc_blocks(d: np.ndarray | torch.Tensor, rows: int):
 
 
 def release_pages(m: np.memmap, start_row: int, end_row: int) -> None:
-    """Drop rows [start_row, end_row) of a memory-mapped array from this process's resident memory."""
+    """Drop rows [start_row, end_row) of a memory-mapped array from this process's resident memory.
+
+    Only for the array np.load / np.memmap returned (its base is the map itself): a slice of it keeps
+    its parent's `offset`, so its rows cannot be located in the map and nothing is released. Caveat: a
+    page written through a copy-on-write map (mode "c", how cache entries load) is dropped with its
+    change and re-read from the file; nothing in ragtune writes into an entry, and code that changes
+    one in place must copy it first (np.array(entry))."""
     mm = getattr(m, "_mmap", None)
-    if mm is None or not hasattr(mm, "madvise"):  # a view without its own map, or no madvise here
+    if mm is None or not hasattr(mm, "madvise") or not isinstance(m.base, mmap.mmap):
         return
     # np.memmap maps from the allocation-granularity boundary below its offset (numpy/core/memmap.py)
     array_offset = m.offset % mmap.ALLOCATIONGRANULARITY

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ragtune.config import ConfigError
 from ragtune.data.beir import BeirDataset
 from ragtune.data.collate import GroupCollator, RecordDataset, UniquePositiveBatchSampler, known_positive_mask
 from ragtune.data.folds import dev_holdout, dev_source_name, load_split, own_dev_split
@@ -78,6 +79,9 @@ def dev_split(records: list, train: BeirDataset, cfg) -> tuple[BeirDataset, set[
     """
     if not records or any(r.qid in train.qrels for r in records) or cfg.train.select == "last":
         return train, set(dev_holdout(cfg, list(train.qrels))[1])
+    if cfg.data.dev_folds:  # a file of new queries (synthetic) holds dev out by document, never by query folds
+        raise ConfigError("data.dev_folds: data.train_file holds queries that are not the split's; its dev is held "
+                          "out by positive document, not by query folds: use one or the other")
     queries, qrels = queries_from_records(records, train.corpus, "data.train_file")
     _, dev_qids = split_by_positive_doc(list(queries), qrels, cfg.data.dev_fraction, cfg.seed)
     return dataclasses.replace(train, queries=queries, qrels=qrels), set(dev_qids)

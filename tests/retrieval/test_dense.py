@@ -60,3 +60,13 @@ print(peak() - before)
     grown = int(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True,
                                cwd=Path(__file__).resolve().parents[2]).stdout.split()[-1])
     assert grown < 0.25 * store.stat().st_size  # a 12.6 MB chunk at a time, not the 200 MB file
+
+
+def test_a_slice_of_a_memory_mapped_corpus_gives_the_run_of_the_same_rows_in_ram(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((20_000, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    view = np.load(tmp_path / "x.npy", mmap_mode="c")[5_000:]  # keeps its parent's offset: nothing released
+    ids = [str(i) for i in range(5_000, 20_000)]
+    assert dense_search(x[:3], view, ["a", "b", "c"], ids, top_k=5, doc_chunk=1024) == \
+        dense_search(x[:3], x[5_000:], ["a", "b", "c"], ids, top_k=5, doc_chunk=1024)

@@ -83,3 +83,13 @@ def test_a_collection_with_its_own_dev_split_selects_on_it(tmp_path, subprocess_
                         "--train.batch_size=4", "--data.dev_split=holdout", "--overwrite")
     held_out = json.loads((held / "timings.json").read_text())["dev_source"]
     assert held_out == "0.2 of the train queries, held out (seed 7)"
+
+
+def test_dev_folds_with_a_file_of_new_queries_is_refused_not_ignored():
+    from ragtune.config import ConfigError, apply_overrides
+
+    records = [TrainRecord(query=f"s{i}", pos=f"doc {i}", qid=f"s{i}", pos_id=f"d{i}") for i in range(10)]
+    with pytest.raises(ConfigError, match="data.dev_folds: data.train_file holds queries that are not the split's"):
+        dev_split(records, TRAIN, ExperimentConfig(task="biencoder", data=DataConfig(dev_folds=5)))
+    with pytest.raises(ConfigError, match="--data.dev_folds: the adapter holds dev out of a data.train_file"):
+        apply_overrides(ExperimentConfig(task="adapter"), {"data.dev_folds": "3", "data.train_file": "x.jsonl"})
