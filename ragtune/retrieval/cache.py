@@ -38,7 +38,7 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-dim too
     return h.hexdigest()
 
 
@@ -52,7 +52,9 @@ def texts_fingerprint(texts: list[str]) -> str:
 
 def cache_path(encoder, texts: list[str], kind: str, cache_dir: str | None = None) -> Path:
     """`<cache root>/embeddings/<kind>-<key>.npy`: where `cached_encode` keeps these embeddings."""
-    settings = {k: v for k, v in encoder.cfg.__dict__.items() if k != "name"}
+    # Only the settings that shape this kind's embeddings: a new query length keeps the corpus entry.
+    other = "doc" if kind == "query" else "query"
+    settings = {k: v for k, v in encoder.cfg.__dict__.items() if k != "name" and not k.startswith(other)}
     key_src = json.dumps({"weights": weights_fingerprint(encoder), "settings": settings, "kind": kind,
                           "texts": texts_fingerprint(texts)}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:32]

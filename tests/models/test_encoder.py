@@ -55,3 +55,17 @@ def test_cache_encodes_once_per_key(encoder, monkeypatch, tmp_path):
         encoder.backbone.embeddings.word_embeddings.weight[5] += 1.0  # other weights: a new key
     cached_encode(encoder, TEXTS, "doc", str(tmp_path))
     assert len(calls) == 3
+
+
+def test_the_cache_key_holds_only_the_settings_of_its_kind(encoder, tmp_path):
+    import dataclasses
+
+    from ragtune.retrieval.cache import cache_path
+
+    def key(kind: str, **changes):
+        other = Encoder(encoder.backbone, encoder.tokenizer, dataclasses.replace(encoder.cfg, **changes))
+        return cache_path(other, TEXTS, kind, str(tmp_path))
+
+    assert key("doc", query_max_length=7, query_prefix="q: ") == key("doc")  # a query setting keeps the corpus
+    assert key("doc", doc_max_length=7) != key("doc") and key("doc", pooling="cls") != key("doc")
+    assert key("query", doc_prefix="d: ") == key("query") and key("query", query_max_length=7) != key("query")
