@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ragtune.config import ConfigError
+from ragtune.retrieval.maxsim import maxsim, maxsim_grouped
 from ragtune.training.distributed import gather_with_grad, local_target_offset
 
 
@@ -42,11 +43,21 @@ def group_targets(num_queries: int, group_size: int, device: torch.device | str 
     return torch.arange(num_queries, device=device) * group_size
 
 
-def grouped_scores(q_emb: Tensor, d_emb: Tensor, group_size: int) -> Tensor:
-    """Dot-product score of each query with its own group: ``(Q, H), (Q*G, H) -> (Q, G)``.
+def similarity(q_emb: Tensor, d_emb: Tensor) -> Tensor:
+    """Score of every query with every document, ``(Q, D)``: the dot product of single vectors
+    ``(Q, H), (D, H)``, or MaxSim of multi-vector embeddings ``(Q, Tq, h), (D, Td, h)``
+    (late interaction; zero rows are padding, see ``ragtune.retrieval.maxsim``)."""
+    return maxsim(q_emb, d_emb) if q_emb.dim() == 3 else q_emb @ d_emb.T
 
-    Bridges bi-encoder embeddings to the score losses (e.g. ``margin_mse``).
+
+def grouped_scores(q_emb: Tensor, d_emb: Tensor, group_size: int) -> Tensor:
+    """Score of each query with its own group: ``(Q, H), (Q*G, H) -> (Q, G)`` (dot product), or
+    ``(Q, Tq, h), (Q*G, Td, h) -> (Q, G)`` (MaxSim).
+
+    Bridges bi-encoder and late-interaction embeddings to the score losses (e.g. ``margin_mse``).
     """
+    if q_emb.dim() == 3:
+        return maxsim_grouped(q_emb, d_emb, group_size)
     d = d_emb.reshape(q_emb.shape[0], group_size, -1)  # (Q, G, H)
     return torch.einsum("qh,qgh->qg", q_emb, d)
 
@@ -72,8 +83,9 @@ def info_nce(
 ) -> Tensor:
     """InfoNCE with in-batch negatives (van den Oord et al. 2018; DPR, Karpukhin et al. 2020).
 
-    ``s_ij = q_i . d_j / tau`` over ALL ``D`` docs in the batch (every query's
-    positive and hard negatives), target ``t_i = i * G + target_offset``::
+    ``s_ij = sim(q_i, d_j) / tau`` (dot product, or MaxSim for multi-vector embeddings) over
+    ALL ``D`` docs in the batch (every query's positive and hard negatives), target
+    ``t_i = i * G + target_offset``::
 
         L_qd = -1/Q sum_i log( exp(s_{i,t_i}) / sum_{j not in K_i} exp(s_ij) )
 
@@ -86,8 +98,8 @@ def info_nce(
     (positive ``p_i = d_{t_i}`` against all ``Q`` queries, CLIP-style) and returns
     ``(L_qd + L_dq) / 2`` with ``L_dq = -1/Q sum_i log softmax_k(p_i . q_k / tau)_i``.
 
-    Shapes: q_emb (Q, H), d_emb (D, H) with D >= Q * G. The loss uses raw dot
-    products: normalise the embeddings first for cosine. ``temperature`` may be a
+    Shapes: q_emb (Q, H), d_emb (D, H) with D >= Q * G (or (Q, Tq, h), (D, Td, h) for
+    MaxSim). The loss uses raw dot products: normalise the embeddings first for cosine. ``temperature`` may be a
     float or a 0-dim tensor (learnable, living on the model).
     ``target_offset`` is for gathered negatives under DDP: local queries against
     all ranks' docs, offset = ``rank * Q_local * G`` (see ``ragtune.training.distributed``).
@@ -95,7 +107,7 @@ def info_nce(
     only; for the exact global symmetric loss gather q_emb too and use offset 0.
     """
     targets = group_targets(q_emb.shape[0], group_size, q_emb.device) + target_offset  # (Q,)
-    logits = q_emb @ d_emb.T / temperature  # (Q, D)
+    logits = similarity(q_emb, d_emb) / temperature  # (Q, D)
     rows = torch.arange(q_emb.shape[0], device=q_emb.device)
     if known_positives is not None:
         known_positives = known_positives.clone()
@@ -104,8 +116,8 @@ def info_nce(
     loss = F.cross_entropy(logits, targets)
     if not symmetric:
         return loss
-    pos = d_emb[targets]  # (Q, H)
-    logits_dq = pos @ q_emb.T / temperature  # (Q, Q)
+    pos = d_emb[targets]  # (Q, H) or (Q, Td, h)
+    logits_dq = similarity(q_emb, pos).T / temperature  # (Q, Q): row i = positive p_i against every query
     if known_positives is not None:  # p_i relevant to q_k (k != i): not a negative of p_i either
         logits_dq = logits_dq.masked_fill(known_positives[:, targets].T, float("-inf"))
     loss_dq = F.cross_entropy(logits_dq, rows)
@@ -294,7 +306,8 @@ def compute_loss(loss_cfg, *, group_size: int, q_emb: Tensor | None = None, d_em
     """The one loss dispatcher of every training task: `loss_cfg.name`'s function, called by its kind.
 
     Embeddings (q_emb (Q, H), d_emb (Q*G, H) grouped [pos, neg..] per query) serve every kind:
-    score and distill losses then see ``scores = q . d / temperature`` (Q, G). A cross-encoder
+    score and distill losses then see ``scores = q . d / temperature`` (Q, G). Multi-vector
+    embeddings (Q, Tq, h), (Q*G, Td, h) serve every kind but triplet, with MaxSim for the dot. A cross-encoder
     passes `scores` (Q, G) itself, which serve score and distill losses. `teacher` (Q, G): the
     distill target. `known_positives(gathered) -> (Q, D) bool`: the relevance mask over the local
     or the gathered documents, for losses that take one. `gather`: under DDP, a loss that takes
@@ -322,6 +335,9 @@ def compute_loss(loss_cfg, *, group_size: int, q_emb: Tensor | None = None, d_em
         raise ConfigError(f"loss '{loss_cfg.name}' needs hard negatives: a group of one positive has nothing to "
                           "rank (set data.num_negatives / adapter.num_negatives >= 1)")
     if spec.kind == "triplet":
+        if q_emb is not None and q_emb.dim() == 3:
+            raise ConfigError(f"loss '{loss_cfg.name}' measures distances between single vectors: late interaction "
+                              "trains with a score loss (MaxSim scores), e.g. info_nce or margin_mse")
         if q_emb is None:
             raise ConfigError(f"loss '{loss_cfg.name}' is a triplet loss: it needs query and document embeddings")
         d = d_emb.reshape(q_emb.shape[0], group_size, -1)  # (Q, G, H)
@@ -348,7 +364,7 @@ def debiased_info_nce(q_emb: Tensor, d_emb: Tensor, temperature: float | Tensor 
     ``info_nce``, for documents gathered from every process.
     """
     targets = group_targets(q_emb.shape[0], group_size, q_emb.device) + target_offset  # (Q,)
-    logits = q_emb @ d_emb.T / temperature  # (Q, D)
+    logits = similarity(q_emb, d_emb) / temperature  # (Q, D)
     shift = logits.detach().max(dim=1, keepdim=True).values  # exp(logits - shift) cannot overflow
     exp = torch.exp(logits - shift)  # (Q, D)
     pos = exp.gather(1, targets[:, None]).squeeze(1)  # (Q,)

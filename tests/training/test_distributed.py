@@ -35,6 +35,16 @@ def _encode(model: nn.Module, q: torch.Tensor, d: torch.Tensor) -> tuple[torch.T
     return emb[: len(q)], emb[len(q) :]
 
 
+def _encode_tokens(model: nn.Module, q: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-vector (late interaction) embeddings: a vector per token, the last token of every other
+    text a zero (padding) row, as LateInteraction.forward lays them out."""
+    emb = F.normalize(model(torch.cat([q, d])), dim=-1)  # (B, T, H)
+    keep = torch.ones(emb.shape[:2], dtype=emb.dtype)
+    keep[::2, -1] = 0
+    emb = emb * keep.unsqueeze(-1)
+    return emb[: len(q)], emb[len(q) :]
+
+
 def _grads(model: nn.Module) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters()]
 
@@ -53,20 +63,21 @@ def _worker(r: int, port: int) -> None:
     torch.manual_seed(0)  # same model and global batch on every rank
     model = nn.Linear(H_IN, H).double()
     q, d = torch.randn(Q, H_IN, dtype=torch.float64), torch.randn(Q * G, H_IN, dtype=torch.float64)
+    q_tokens, d_tokens = torch.randn(Q, 4, H_IN, dtype=torch.float64), torch.randn(Q * G, 4, H_IN, dtype=torch.float64)
 
-    def reference(**kw) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def reference(encode=_encode, q=q, d=d, **kw) -> tuple[torch.Tensor, list[torch.Tensor]]:
         ref = copy.deepcopy(model)
-        loss = info_nce(*_encode(ref, q, d), temperature=TAU, group_size=G, **kw)
+        loss = info_nce(*encode(ref, q, d), temperature=TAU, group_size=G, **kw)
         loss.backward()
         return loss.detach(), _grads(ref)
 
     ddp = DDP(copy.deepcopy(model))
     ql = Q // WORLD
-    q_loc, d_loc = q[r * ql : (r + 1) * ql], d[r * ql * G : (r + 1) * ql * G]
 
-    def ddp_run(gather, local_queries: bool, **kw) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def ddp_run(gather, local_queries: bool, encode=_encode, q=q, d=d, **kw) -> tuple[torch.Tensor, list[torch.Tensor]]:
         ddp.zero_grad(set_to_none=True)
-        q_emb, d_emb = _encode(ddp, q_loc, d_loc)
+        q_loc, d_loc = q[r * ql : (r + 1) * ql], d[r * ql * G : (r + 1) * ql * G]
+        q_emb, d_emb = encode(ddp, q_loc, d_loc)
         if local_queries:  # local queries vs all docs
             kw["target_offset"] = local_target_offset(ql, G)
         else:  # full global loss, recomputed on every rank
@@ -93,6 +104,9 @@ def _worker(r: int, port: int) -> None:
     assert_close(ddp_run(gather_with_grad, local_queries=False, symmetric=True), reference(symmetric=True))
     # open_clip-style gather (no backward all-reduce) + full loss: grads are 1/N of the truth.
     assert_close(ddp_run(_open_clip_gather, local_queries=False), ref, scale=WORLD)
+    # Late interaction: MaxSim over multi-vector embeddings through the same gather, exact too.
+    tokens = {"encode": _encode_tokens, "q": q_tokens, "d": d_tokens}
+    assert_close(ddp_run(gather_with_grad, local_queries=True, **tokens), reference(**tokens))
     dist.barrier()  # else one rank may tear gloo down while its peer still talks: SIGABRT at exit
     dist.destroy_process_group()
 
