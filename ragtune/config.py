@@ -226,6 +226,21 @@ class RerankConfig:
 
 
 @dataclass(frozen=True)
+class LateConfig:
+    """Late interaction (ColBERT-style, task 'late_interaction'; ragtune/models/late_interaction.py)."""
+
+    dim: int = 128  # each token's vector after the projection from the encoder's hidden size
+    # queries padded to model.query_max_length with [MASK] tokens whose vectors also score (ColBERT)
+    query_expansion: bool = True
+    attend_to_expansion: bool = False  # the encoder's attention also sees the expansion tokens
+    mask_punctuation: bool = True  # document tokens that are punctuation get no vector
+    # the eval split is also scored as a reranker of this first stage's top rerank_n ("" = not)
+    rerank_first_stage: Literal["", "dense", "bm25", "hybrid"] = "hybrid"
+    rerank_n: int = 100
+    search_batch_elements: int = 1 << 25  # query x document token scores held at once by exact search
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """Synthetic query generation (ragtune/generation/synth.py, ragtune/commands/synth.py)."""
 
@@ -301,6 +316,7 @@ class ExperimentConfig:
     rerank: RerankConfig = field(default_factory=RerankConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    late: LateConfig = field(default_factory=LateConfig)
 
 
 # ---------------------------------------------------------------- loading and overrides
@@ -456,7 +472,7 @@ def _each(check):
 
 
 # Tasks whose dev hold-out follows data.dev_folds and which can train without one (train.select=last).
-DEV_FOLD_TASKS = ("adapter", "biencoder")
+DEV_FOLD_TASKS = ("adapter", "biencoder", "late_interaction")
 
 # Range rules per dotted key: (test, what it must be). Choices are Literal types, checked with the types.
 RANGE_RULES: dict[str, tuple] = {
@@ -490,6 +506,7 @@ RANGE_RULES: dict[str, tuple] = {
     "rerank.cascade_keep": _at_least(1), "rerank.max_queries": _at_least(0),
     "rerank.qlm_doc_max_tokens": _at_least(1),
     "rerank.interpolate": _within(0.0, 1.0), "rerank.interpolate_grid": _each(_within(0.0, 1.0)),
+    "late.dim": _at_least(1), "late.rerank_n": _at_least(1), "late.search_batch_elements": _at_least(1),
     "synth.chunk_size": _at_least(1), "synth.chunk_overlap": _at_least(0), "synth.queries_per_chunk": _at_least(1),
     "synth.max_new_tokens": _at_least(1), "synth.temperature": _above(0.0), "synth.top_p": _within(0.0, 1.0),
     "synth.batch_size": _at_least(1), "synth.max_docs": _at_least(0), "synth.max_chunks_per_doc": _at_least(0),
@@ -543,6 +560,9 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
         close = difflib.get_close_matches(cfg.loss.name, sorted(LOSSES), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         errors.append(("loss.name", f"'{cfg.loss.name}' is not a registered loss; {hint}(known: {sorted(LOSSES)})"))
+    elif cfg.task == "late_interaction" and LOSSES[cfg.loss.name].kind == "triplet":
+        errors.append(("loss.name", f"'{cfg.loss.name}' measures distances between single vectors; late interaction "
+                                    "trains with a loss over MaxSim scores (e.g. info_nce, margin_mse)"))
     if cfg.rerank.query_max_length + 3 >= cfg.rerank.max_length:
         errors.append(("rerank.query_max_length", f"leaves no room for the document within rerank.max_length="
                                                   f"{cfg.rerank.max_length}, got {cfg.rerank.query_max_length}"))

@@ -24,7 +24,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 
 def write_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0, pooler: bool = False,
-                    dropout: float = 0.1) -> Path:
+                    dropout: float = 0.1, extra_tokens: tuple[str, ...] = ()) -> Path:
     """A random BERT with a word-level vocabulary covering the tiny corpus, saved HF-style.
 
     `pooler=True` keeps BERT's pooler like real checkpoints (MiniLM) do; `dropout=0` makes runs with
@@ -33,7 +33,7 @@ def write_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0
 
     path.mkdir(parents=True, exist_ok=True)
     words = sorted({w for t in TOPICS for w in (t, t + "s")} | set(FILLER) | {f"w{i}" for i in range(40)})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + list(extra_tokens)
     # transformers 5 takes the vocabulary as a dict (`vocab=`), not a vocab_file path.
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(path)

@@ -121,3 +121,12 @@ def test_a_renamed_key_loads_from_a_saved_config_and_is_refused_as_an_override()
     assert (cfg.bm25.k1, cfg.bm25.b) == (0.9, 0.4)
     with pytest.raises(ConfigError, match="config key 'hybrid.bm25_k1' is now 'bm25.k1'"):
         apply_overrides(ExperimentConfig(), {"hybrid.bm25_k1": "0.9"})
+
+
+def test_late_interaction_with_a_distance_loss_is_refused_at_parse_time():
+    cfg = ExperimentConfig(task="late_interaction")
+    with pytest.raises(ConfigError, match="--loss.name: 'triplet' measures distances between single vectors"):
+        apply_overrides(cfg, {"loss.name": "triplet"})
+    apply_overrides(cfg, {"loss.name": "margin_mse"})  # a score loss is fine
+    with pytest.raises(ConfigError, match="--late.dim: must be >= 1"):
+        apply_overrides(cfg, {"late.dim": "0"})

@@ -81,3 +81,45 @@ def export_sentence_transformers(encoder: Encoder, path: str | Path, max_seq_len
     if encoder.cfg.normalize:
         (path / "2_Normalize").mkdir(exist_ok=True)  # Normalize has no parameters, only a folder
     return path
+
+
+def pylate_files(model) -> dict[str, dict | list]:
+    """{relative path: JSON content} that make a late-interaction folder a PyLate ColBERT folder:
+    the Transformer, then PyLate's Dense projection (no bias, identity), with ragtune's settings
+    as PyLate names them. PyLate L2-normalises after the projection and drops punctuation
+    (`skiplist_words`) from documents, as ragtune does."""
+    import string
+
+    cfg, late = model.cfg, model.late
+    return {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+        ],
+        "sentence_bert_config.json": {"max_seq_length": cfg.doc_max_length, "do_lower_case": False},
+        "config_sentence_transformers.json": {
+            "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "MaxSim",
+            "query_prefix": cfg.query_prefix, "document_prefix": cfg.doc_prefix,
+            "query_length": cfg.query_max_length, "document_length": cfg.doc_max_length,
+            "attend_to_expansion_tokens": late.attend_to_expansion, "do_query_expansion": late.query_expansion,
+            "skiplist_words": list(string.punctuation) if late.mask_punctuation else [],
+        },
+        "1_Dense/config.json": {"in_features": model.backbone.config.hidden_size, "out_features": late.dim,
+                                "bias": False, "activation_function": "torch.nn.modules.linear.Identity",
+                                "use_residual": False},
+    }
+
+
+def export_late_interaction(model, path: str | Path) -> Path:
+    """Write a LateInteraction to `path`: `LateInteraction.load(path)` reads it back, and the same
+    folder carries PyLate's layout (`pylate.models.ColBERT(path)`; checked in tests/test_interop.py
+    when PyLate is installed)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    model.save(path)  # HF weights + tokenizer + projection + ragtune_late_interaction.json
+    for rel, content in pylate_files(model).items():
+        _write_json(path / rel, content)
+    save_file({"linear.weight": model.projection.weight.detach().cpu().contiguous()},
+              str(path / "1_Dense" / "model.safetensors"))
+    return path

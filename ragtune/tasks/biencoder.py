@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -124,11 +125,39 @@ def positive_lengths(encoder: Encoder, records: list) -> list[int]:
                                                   max_length=encoder.cfg.doc_max_length)["input_ids"]]
 
 
-def build(cfg, accelerator) -> Task:
-    group_size = 1 + cfg.data.num_negatives
-    batch_loss = make_loss(cfg, group_size)  # first: a bad loss name fails before any loading
-    encoder = Encoder.from_config(cfg.model).to(accelerator.device)
-    model = BiEncoder(encoder, cfg.loss.temperature, cfg.loss.learn_temperature)
+@dataclass(frozen=True)
+class PairTraining:
+    """What the bi-encoder and late-interaction tasks share: (query, positive[, negatives]) records
+    batched with unique positives, the dev hold-out scored against a pool, and the test split."""
+
+    loader: DataLoader
+    sampler: UniquePositiveBatchSampler
+    records: list
+    dev: BeirDataset | None  # dev queries over their pool; None when train.select=last
+    dev_qids: set[str]
+    test: BeirDataset
+    own_dev: BeirDataset | None
+    per_record: float
+    per_query: bool
+
+    def summary(self, group_size: int) -> str:
+        return (f"train records {len(self.records)} ({len({r.qid for r in self.records})} queries), dev queries "
+                f"{len(self.dev_qids)} over a pool of {len(self.dev.corpus) if self.dev else 0} docs, group size "
+                f"{group_size}, {len(self.sampler)} batches/epoch, sampling per "
+                f"{'query' if self.per_query else 'pair'} ({self.per_record:.1f} records/query)")
+
+    def train_positives(self) -> frozenset[str] | None:
+        """A file's records may lack document ids (synthetic pairs): then no seen/unseen split."""
+        return frozenset(r.pos_id for r in self.records) if all(r.pos_id for r in self.records) else None
+
+    def timings(self, cfg) -> dict:
+        return {"records_per_query": self.per_record, "sampling": "query" if self.per_query else "pair",
+                "dev_source": dev_source_name(cfg, self.own_dev)}
+
+
+def pair_training(cfg, accelerator, encoder: Encoder, tokenize) -> PairTraining:
+    """Records (qrels, a train file, or negatives mined now), the dev hold-out with its pool (scored by
+    `encoder`, the initial model), and a loader whose batches `tokenize(texts, kind)` makes."""
     train = load_split(cfg, "train")
     test = load_split(cfg, "eval")
     if cfg.eval.test_pool_top_k > 0:  # pooled test: cheap for sweeps, labelled '<split>-pool<k>' in results
@@ -151,7 +180,7 @@ def build(cfg, accelerator) -> Task:
     relevant = {q: {d for d, grade in docs.items() if grade >= 1} for q, docs in train.qrels.items()} \
         if cfg.data.mask_known_positives else None
     doc_index = {doc_id: i for i, doc_id in enumerate(train.corpus)} if relevant is not None else None
-    collate = GroupCollator(encoder.tokenize, cfg.data.num_negatives, cfg.seed, relevant, doc_index)
+    collate = GroupCollator(tokenize, cfg.data.num_negatives, cfg.seed, relevant, doc_index)
     lengths = positive_lengths(encoder, records) if cfg.train.bucket_size > 0 else None
     per_record = records_per_query(records)
     per_query = cfg.data.sampling == "query" or (cfg.data.sampling == "auto" and per_record > AUTO_PER_QUERY_ABOVE)
@@ -164,6 +193,16 @@ def build(cfg, accelerator) -> Task:
     # epoch start, and a resumed run (which starts mid-epoch) would see a different RNG stream.
     loader = DataLoader(RecordDataset(records), batch_sampler=sampler, collate_fn=collate,
                         generator=torch.Generator().manual_seed(cfg.seed))
+    return PairTraining(loader, sampler, records, dev, dev_qids, test, own_dev, per_record, per_query)
+
+
+def build(cfg, accelerator) -> Task:
+    group_size = 1 + cfg.data.num_negatives
+    batch_loss = make_loss(cfg, group_size)  # first: a bad loss name fails before any loading
+    encoder = Encoder.from_config(cfg.model).to(accelerator.device)
+    model = BiEncoder(encoder, cfg.loss.temperature, cfg.loss.learn_temperature)
+    pairs = pair_training(cfg, accelerator, encoder, encoder.tokenize)
+    dev, test = pairs.dev, pairs.test
 
     def step_fn(model, batch):
         temperature = accelerator.unwrap_model(model).temperature
@@ -187,14 +226,8 @@ def build(cfg, accelerator) -> Task:
         return result.metrics
 
     if accelerator.is_main_process:
-        print(f"train records {len(records)} ({len({r.qid for r in records})} queries), dev queries {len(dev_qids)} "
-              f"over a pool of {len(dev.corpus) if dev else 0} docs, group size {group_size}, "
-              f"{len(sampler)} batches/epoch, sampling per {'query' if per_query else 'pair'} "
-              f"({per_record:.1f} records/query)")
-    # A file's records may lack document ids (synthetic pairs): then no seen/unseen split.
-    positives = frozenset(r.pos_id for r in records) if all(r.pos_id for r in records) else None
-    return Task(model=model, evaluate=evaluate, eval_splits=[test.split], train_loader=loader,
+        print(pairs.summary(group_size))
+    return Task(model=model, evaluate=evaluate, eval_splits=[test.split], train_loader=pairs.loader,
                 step_fn=step_fn, step_does_backward=cfg.train.gradcache_chunk > 0,
-                export=lambda m, path: export_sentence_transformers(m.encoder, path), train_positives=positives,
-                timings={"records_per_query": per_record, "sampling": "query" if per_query else "pair",
-                         "dev_source": dev_source_name(cfg, own_dev)})
+                export=lambda m, path: export_sentence_transformers(m.encoder, path),
+                train_positives=pairs.train_positives(), timings=pairs.timings(cfg))
