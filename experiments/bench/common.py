@@ -2,8 +2,7 @@
 
 Each trial runs a worker function `module:fn(**kwargs) -> dict` in a fresh Python process, so
 peak memory belongs to that configuration alone (allocator caches, imported libraries). The
-child reports its own peak RSS (getrusage(RUSAGE_SELF).ru_maxrss: what the parent's
-RUSAGE_CHILDREN would say for it alone, without merging earlier trials). The worker calls
+child reports its own peak RSS (VmHWM, see `peak_rss_mb`). The worker calls
 `mark_loaded()` after loading its model, so "peak minus RSS after load" (activ_mb) shows the
 activation / gradient / optimizer memory on its own.
 
@@ -36,17 +35,29 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM), MiB. Not getrusage's ru_maxrss: on Linux a
+    child carries its parent's peak across exec in it, so a small child of a big driver reads big."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def mark_loaded() -> None:
     """Call in a worker once the model (and data) are in memory, before the measured work."""
     global _loaded_rss_mb
     _loaded_rss_mb = rss_mb()
 
 
-def run_trial(module: str, fn: str, kwargs: dict, threads: int = 1, timeout: float = 3600) -> dict:
-    """Run `module.fn(**kwargs)` in a child process; its dict plus peak_mb, loaded_mb, activ_mb."""
+def run_trial(module: str, fn: str, kwargs: dict, threads: int = 1, timeout: float = 3600,
+              python: str = sys.executable) -> dict:
+    """Run `module.fn(**kwargs)` in a child process; its dict plus peak_mb, loaded_mb, activ_mb.
+
+    `python`: the interpreter of another environment (a peer whose pins conflict with ragtune's)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                TOKENIZERS_PARALLELISM="false", PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    cmd = [sys.executable, "-m", "experiments.bench.common", module, fn, json.dumps(kwargs), str(threads)]
+    cmd = [python, "-m", "experiments.bench.common", module, fn, json.dumps(kwargs), str(threads)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -64,8 +75,7 @@ def _worker_main(module: str, fn: str, kwargs_json: str, threads: str) -> None:
 
     torch.set_num_threads(int(threads))
     result = getattr(importlib.import_module(module), fn)(**json.loads(kwargs_json))
-    # ru_maxrss is the peak RSS of this process over its whole life (KiB on Linux).
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     # Run as `-m`, this file is __main__; the worker's mark_loaded() set the imported module's copy.
     loaded = importlib.import_module("experiments.bench.common")._loaded_rss_mb
     loaded = loaded if loaded is not None else float("nan")
