@@ -11,19 +11,18 @@ Measured numbers: README (Results).
 """
 
 from ragtune.config import (DataConfig, EvalConfig, ExperimentConfig, LateConfig, LossConfig, MiningConfig,
-                            ModelConfig, OptimConfig, TrainConfig)
+                            OptimConfig, TrainConfig)
 
 
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         task="late_interaction",
         output_dir="runs/scifact_late_interaction",
-        model=ModelConfig(query_max_length=32, doc_max_length=256),
         data=DataConfig(num_negatives=1),
         mining=MiningConfig(source="bm25", num_negatives=8, num_random=2),
         loss=LossConfig(temperature=1.0),
         optim=OptimConfig(lr=3e-5),
         train=TrainConfig(epochs=3, max_examples=2500),
         eval=EvalConfig(dev_pool_top_k=20),
-        late=LateConfig(dim=128, rerank_first_stage="hybrid", rerank_n=100),
+        late=LateConfig(dim=128, query_length=32, rerank_first_stage="hybrid", rerank_n=100),
     )

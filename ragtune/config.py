@@ -230,7 +230,10 @@ class LateConfig:
     """Late interaction (ColBERT-style, task 'late_interaction'; ragtune/models/late_interaction.py)."""
 
     dim: int = 128  # each token's vector after the projection from the encoder's hidden size
-    # queries padded to model.query_max_length with [MASK] tokens whose vectors also score (ColBERT)
+    # query tokens (ColBERT's query length): the late model's own; model.query_max_length stays the dense
+    # first stage's (dev pool, hybrid); model.doc_max_length is shared
+    query_length: int = 32
+    # queries padded to query_length with [MASK] tokens whose vectors also score (ColBERT)
     query_expansion: bool = True
     attend_to_expansion: bool = False  # the encoder's attention also sees the expansion tokens
     mask_punctuation: bool = True  # document tokens that are punctuation get no vector
@@ -506,7 +509,8 @@ RANGE_RULES: dict[str, tuple] = {
     "rerank.cascade_keep": _at_least(1), "rerank.max_queries": _at_least(0),
     "rerank.qlm_doc_max_tokens": _at_least(1),
     "rerank.interpolate": _within(0.0, 1.0), "rerank.interpolate_grid": _each(_within(0.0, 1.0)),
-    "late.dim": _at_least(1), "late.rerank_n": _at_least(1), "late.search_batch_elements": _at_least(1),
+    "late.dim": _at_least(1), "late.query_length": _at_least(1), "late.rerank_n": _at_least(1),
+    "late.search_batch_elements": _at_least(1),
     "synth.chunk_size": _at_least(1), "synth.chunk_overlap": _at_least(0), "synth.queries_per_chunk": _at_least(1),
     "synth.max_new_tokens": _at_least(1), "synth.temperature": _above(0.0), "synth.top_p": _within(0.0, 1.0),
     "synth.batch_size": _at_least(1), "synth.max_docs": _at_least(0), "synth.max_chunks_per_doc": _at_least(0),
@@ -563,6 +567,10 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     elif cfg.task == "late_interaction" and LOSSES[cfg.loss.name].kind == "triplet":
         errors.append(("loss.name", f"'{cfg.loss.name}' measures distances between single vectors; late interaction "
                                     "trains with a loss over MaxSim scores (e.g. info_nce, margin_mse)"))
+    if cfg.task == "late_eval" and cfg.late.rerank_first_stage in ("dense", "hybrid") \
+            and not cfg.rerank.first_stage_model:
+        errors.append(("rerank.first_stage_model", f"late.rerank_first_stage={cfg.late.rerank_first_stage!r} needs the "
+                                                   "dense encoder (e.g. 'minilm'): the late model's folder is not one"))
     if cfg.rerank.query_max_length + 3 >= cfg.rerank.max_length:
         errors.append(("rerank.query_max_length", f"leaves no room for the document within rerank.max_length="
                                                   f"{cfg.rerank.max_length}, got {cfg.rerank.query_max_length}"))

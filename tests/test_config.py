@@ -130,3 +130,6 @@ def test_late_interaction_with_a_distance_loss_is_refused_at_parse_time():
     apply_overrides(cfg, {"loss.name": "margin_mse"})  # a score loss is fine
     with pytest.raises(ConfigError, match="--late.dim: must be >= 1"):
         apply_overrides(cfg, {"late.dim": "0"})
+    with pytest.raises(ConfigError, match="rerank.first_stage_model: late.rerank_first_stage='hybrid' needs the dense"):
+        apply_overrides(cfg, {"task": "late_eval"})
+    apply_overrides(cfg, {"task": "late_eval", "late.rerank_first_stage": "bm25"})  # BM25 needs no encoder

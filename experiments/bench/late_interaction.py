@@ -131,7 +131,7 @@ def _peer_train_kwargs(batches: Path, steps: int, out: Path) -> dict:
     cfg = _config()
     return {"batches_file": str(batches), "model_path": str(resolve_model_path(cfg.model.name)), "out": str(out),
             "steps": steps, "lr": cfg.optim.lr, "warmup_ratio": cfg.optim.warmup_ratio,
-            "query_length": cfg.model.query_max_length, "document_length": cfg.model.doc_max_length,
+            "query_length": cfg.late.query_length, "document_length": cfg.model.doc_max_length,
             "dim": cfg.late.dim, "temperature": cfg.loss.temperature, "seed": cfg.seed}
 
 
@@ -186,7 +186,7 @@ def quality(batches: Path, steps: int, threads: int, ragtune_run: Path) -> list[
     queries.write_text(json.dumps([test.queries[q] for q in test.queries]))
     trained = _peer("train", _peer_train_kwargs(batches, steps, OUT / "pylate-full"), threads)
     print(f"  pylate full budget: {trained}", flush=True)
-    lengths = {"query_length": cfg.model.query_max_length, "document_length": cfg.model.doc_max_length}
+    lengths = {"query_length": cfg.late.query_length, "document_length": cfg.model.doc_max_length}
     model_dir = str(OUT / "pylate-full" / "model")
     docs_info = _peer("encode", {"model_path": model_dir, "texts_file": str(texts), "out_prefix": str(OUT / "pl_docs"),
                                  "is_query": False, **lengths}, threads)

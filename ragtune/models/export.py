@@ -100,7 +100,7 @@ def pylate_files(model) -> dict[str, dict | list]:
         "config_sentence_transformers.json": {
             "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "MaxSim",
             "query_prefix": cfg.query_prefix, "document_prefix": cfg.doc_prefix,
-            "query_length": cfg.query_max_length, "document_length": cfg.doc_max_length,
+            "query_length": late.query_length, "document_length": cfg.doc_max_length,
             "attend_to_expansion_tokens": late.attend_to_expansion, "do_query_expansion": late.query_expansion,
             "skiplist_words": list(string.punctuation) if late.mask_punctuation else [],
         },

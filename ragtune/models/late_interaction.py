@@ -6,7 +6,7 @@
 
 The fixed length is what lets GradCache concatenate micro-batches and DDP all-gather documents
 from every process unchanged; MaxSim reads padding off the zero rows (ragtune/retrieval/maxsim.py).
-Query expansion (ColBERT): a query is padded to model.query_max_length with [MASK] tokens, whose
+Query expansion (ColBERT): a query is padded to late.query_length with [MASK] tokens, whose
 vectors score like any other (a learned soft query expansion); by default the encoder's attention
 does not see them (late.attend_to_expansion), as in PyLate.
 
@@ -85,7 +85,7 @@ class LateInteraction(nn.Module):
     def max_length(self, kind: str) -> int:
         if kind not in ("query", "doc"):
             raise ValueError(f"kind must be 'query' or 'doc', got {kind!r}")
-        return self.cfg.query_max_length if kind == "query" else self.cfg.doc_max_length
+        return self.late.query_length if kind == "query" else self.cfg.doc_max_length
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, vector_mask=None,
                 kind: str = "doc") -> torch.Tensor:
@@ -102,7 +102,7 @@ class LateInteraction(nn.Module):
     def tokenize(self, texts: list[str], kind: str) -> dict[str, torch.Tensor]:
         """Tokens for `forward`, with `vector_mask` saying which get a vector.
 
-        Queries with expansion: padded to query_max_length with [MASK] (all get a vector, the
+        Queries with expansion: padded to late.query_length with [MASK] (all get a vector, the
         expansion is attended to only with late.attend_to_expansion). Documents: padding, and
         punctuation with late.mask_punctuation, get none."""
         prefix = self.cfg.query_prefix if kind == "query" else self.cfg.doc_prefix
@@ -147,14 +147,14 @@ class LateInteraction(nn.Module):
         return vectors.reshape(-1, dim), offsets
 
     def encode_queries(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """(Q, query_max_length, dim) float32 query vectors, zero rows where no token."""
+        """(Q, late.query_length, dim) float32 query vectors, zero rows where no token."""
         with torch.inference_mode():
             was_training = self.training
             self.eval()
             out = [self(**{k: v.to(self.device) for k, v in self.tokenize(texts[i:i + batch_size], "query").items()},
                         kind="query").float().cpu() for i in range(0, len(texts), batch_size)]
             self.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, self.cfg.query_max_length, self.late.dim)
+        return torch.cat(out) if out else torch.zeros(0, self.late.query_length, self.late.dim)
 
     def save(self, path: str | Path) -> None:
         """HF weights + tokenizer, the projection, and the settings `load` reads back."""

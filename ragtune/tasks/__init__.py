@@ -23,6 +23,7 @@ TASKS = {
     "adapter": "ragtune.tasks.adapter",  # query-only adapter on frozen, cached embeddings
     "biencoder": "ragtune.tasks.biencoder",  # fine-tune a shared-weights bi-encoder
     "late_interaction": "ragtune.tasks.late_interaction",  # ColBERT-style multi-vector model, MaxSim
+    "late_eval": "ragtune.tasks.late_eval",  # a saved late-interaction model, evaluation only
     "bm25": "ragtune.tasks.bm25",  # BM25 first stage, evaluation only
     "hybrid": "ragtune.tasks.hybrid",  # BM25 + dense fusion first stage, evaluation only
     "generator": "ragtune.tasks.generator",  # LoRA instruction tuning of a causal LM, grounded answers

@@ -21,8 +21,8 @@ def punct_model_dir(tmp_path_factory):
 
 
 def _model(path, **late) -> LateInteraction:
-    cfg = ModelConfig(name=str(path), query_max_length=8, doc_max_length=10)
-    return LateInteraction.from_config(cfg, LateConfig(dim=6, **late), seed=0)
+    cfg = ModelConfig(name=str(path), doc_max_length=10)
+    return LateInteraction.from_config(cfg, LateConfig(dim=6, query_length=8, **late), seed=0)
 
 
 def test_query_expansion_pads_with_mask_tokens_that_get_vectors_but_no_attention(punct_model_dir):
@@ -31,7 +31,7 @@ def test_query_expansion_pads_with_mask_tokens_that_get_vectors_but_no_attention
     ids, attention, vectors = batch["input_ids"][0], batch["attention_mask"][0], batch["vector_mask"][0]
     tok = model.tokenizer
     assert ids.tolist()[:4] == [tok.cls_token_id, *tok.convert_tokens_to_ids(["alpha", "beta"]), tok.sep_token_id]
-    assert ids.tolist()[4:] == [tok.mask_token_id] * 4 and len(ids) == 8  # padded to query_max_length
+    assert ids.tolist()[4:] == [tok.mask_token_id] * 4 and len(ids) == 8  # padded to late.query_length
     assert attention.tolist() == [1, 1, 1, 1, 0, 0, 0, 0]  # expansion not attended to (PyLate's default)
     assert vectors.tolist() == [1] * 8  # ... but every position gets a vector
     attend = _model(punct_model_dir, attend_to_expansion=True).tokenize(["alpha beta"], "query")
@@ -78,7 +78,7 @@ def test_save_and_load_give_the_same_vectors(punct_model_dir, tmp_path):
     model = _model(punct_model_dir).eval()
     export_late_interaction(model, tmp_path / "late")
     loaded = LateInteraction.load(tmp_path / "late").eval()
-    assert loaded.late == model.late and loaded.cfg.query_max_length == 8
+    assert loaded.late == model.late and loaded.late.query_length == 8
     torch.testing.assert_close(loaded.encode_queries(TEXTS), model.encode_queries(TEXTS))
     assert (tmp_path / "late" / "1_Dense" / "model.safetensors").is_file()  # PyLate's layout beside ragtune's
 

@@ -63,3 +63,10 @@ def test_late_interaction_trains_reports_three_ways_and_exports_what_it_reported
     run = {q: {doc_ids[j]: float(scores[i, j]) for j in range(len(doc_ids))} for i, q in enumerate(test.queries)}
     metrics = evaluate(run, test.qrels, (10,))
     assert metrics["ndcg@10"] == pytest.approx(results["final/test/ndcg@10"], abs=1e-9)
+
+    # late_eval reads the folder back and reports the same three rows (the first stage's dense side
+    # named explicitly: here the initial model, as in the training run)
+    evaluated = _run(tmp_path, subprocess_env, str(config), tmp_path / "eval", "--task=late_eval",
+                     f"--model.name={out / 'model'}", f"--rerank.first_stage_model={tiny_model_dir}")
+    for split in ("test", "test-rerank-hybrid10", "test-hybrid"):
+        assert evaluated[f"final/{split}/ndcg@10"] == pytest.approx(results[f"final/{split}/ndcg@10"], abs=1e-12)
