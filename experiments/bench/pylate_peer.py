@@ -29,9 +29,10 @@ def _colbert(path: str, query_length: int, document_length: int, dim: int | None
 
 def train(batches_file: str, model_path: str, out: str, steps: int, lr: float, warmup_ratio: float,
           query_length: int, document_length: int, dim: int, temperature: float, seed: int,
-          timed_from_step: int = 2) -> dict:
+          timed_from_step: int = 2, save_at: tuple[int, ...] = ()) -> dict:
     """Train on the first `steps` batches of `batches_file` (JSONL, one batch per line:
-    {"q": [...], "pos": [...], "neg": [...]}); pairs/s over the steps from `timed_from_step` on."""
+    {"q": [...], "pos": [...], "neg": [...]}); pairs/s over the steps from `timed_from_step` on.
+    The model is saved at the end (`<out>/model`) and after each step in `save_at` (`<out>/model-step<n>`)."""
     import torch
     from datasets import Dataset
     from pylate import losses, utils
@@ -65,6 +66,8 @@ def train(batches_file: str, model_path: str, out: str, steps: int, lr: float, w
 
         def on_step_end(self, args, state, control, **kw):
             Clock.end = time.perf_counter()
+            if state.global_step in save_at:
+                model.save(str(Path(out) / f"model-step{state.global_step}"))
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(Path(out) / "trainer"), per_device_train_batch_size=batch_size, learning_rate=lr,

@@ -235,6 +235,7 @@ def test_cross_validation_with_a_bad_setting_exits_2_with_one_line(tmp_path, sub
     assert not (tmp_path / "cv").exists()
 
 
+@pytest.mark.slow  # 66 s; the length choice itself is unit-tested in tests/sweep/test_inner_cv.py
 def test_cross_validation_with_inner_folds_trains_each_fold_to_the_length_its_inner_folds_chose(
         tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
     from ragtune.sweep.inner_cv import choose_length, dev_curve

@@ -32,7 +32,8 @@ def _run(tmp_path, env, name, launcher, extra=()):
     return out, rows
 
 
-@pytest.mark.parametrize("task", ["biencoder", "late_interaction"])
+# late_interaction is marked slow (40 s): its gather is checked in CI by tests/training/test_distributed.py
+@pytest.mark.parametrize("task", ["biencoder", pytest.param("late_interaction", marks=pytest.mark.slow)])
 def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, subprocess_env, tiny_data_root, task):
     # late_interaction: MaxSim over token vectors, documents gathered at their fixed padded length
     model = write_tiny_bert(tmp_path / "bert", pooler=True, dropout=0.0)
