@@ -41,14 +41,16 @@ def _encoder(model_dir, seed: int = 0, **settings) -> Encoder:
     return Encoder.from_config(ModelConfig(name=str(model_dir), **{"doc_max_length": 8, **settings}))
 
 
-def _pre_sharding_path(encoder, texts, kind, root) -> str:
-    """The cache path as ragtune computed it before sharding existed, written out independently."""
+def _independent_path(encoder, texts, kind, root) -> str:
+    """The cache path written out independently: the weights, the settings of this kind (a query
+    setting never keys a document entry, nor the reverse), the kind and the texts."""
     weights = hashlib.sha256()
     for name, tensor in sorted(encoder.state_dict().items()):
         weights.update(name.encode())
         weights.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
     text_hash = hashlib.sha256(b"".join(t.encode() + b"\x00" for t in texts)).hexdigest()
-    settings = {k: v for k, v in vars(encoder.cfg).items() if k != "name"}
+    other = {"doc": "query", "query": "doc"}[kind]
+    settings = {k: v for k, v in vars(encoder.cfg).items() if k != "name" and not k.startswith(other)}
     src = json.dumps({"weights": weights.hexdigest(), "settings": settings, "kind": kind, "texts": text_hash},
                      sort_keys=True)
     return f"{root}/embeddings/{kind}-{hashlib.sha256(src.encode()).hexdigest()[:32]}.npy"
@@ -88,8 +90,8 @@ def test_two_processes_write_the_single_process_entry(tmp_path, tiny_model_dir):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     encoder = _encoder(tiny_model_dir)
     expected = encoder.encode(TEXTS, kind="doc", batch_size=BATCH, show_progress=False)
-    path = _pre_sharding_path(encoder, TEXTS, "doc", cache)
-    assert str(cache_path(encoder, TEXTS, "doc", str(cache))) == path  # the key did not change
+    path = _independent_path(encoder, TEXTS, "doc", cache)
+    assert str(cache_path(encoder, TEXTS, "doc", str(cache))) == path  # sharded and single-process: one key
 
     # Each rank encoded only its contiguous shard (4 + 5 of 9), into the single-process entry.
     assert [r["first"]["encoded"] for r in ranks] == [[4], [5]]
@@ -106,7 +108,7 @@ def test_two_processes_write_the_single_process_entry(tmp_path, tiny_model_dir):
     # One text over two ranks: rank 0's shard is empty (it encodes nothing), rank 1 encodes the text.
     assert [shard_bounds(1, 2, r) for r in range(2)] == [(0, 0), (0, 1)]
     assert [r["one_text"]["encoded"][1:] for r in ranks] == [[], [1]]
-    query_path = _pre_sharding_path(encoder, TEXTS[:1], "query", cache)
+    query_path = _independent_path(encoder, TEXTS[:1], "query", cache)
     assert ranks[0]["one_text"]["filename"] == query_path
     assert np.abs(np.load(query_path) - encoder.encode(TEXTS[:1], kind="query", show_progress=False)).max() < 1e-6
     # Ranks passing different texts fail together (no hang, no mixed entry).
@@ -125,7 +127,7 @@ def test_two_processes_write_the_single_process_entry(tmp_path, tiny_model_dir):
 def test_single_process_hit_is_copy_on_write(tiny_model_dir, tmp_path):
     encoder = _encoder(tiny_model_dir)
     miss = cached_encode(encoder, TEXTS, "doc", str(tmp_path), BATCH, show_progress=False)
-    path = _pre_sharding_path(encoder, TEXTS, "doc", tmp_path)
+    path = _independent_path(encoder, TEXTS, "doc", tmp_path)
     assert not isinstance(miss, np.memmap) and np.array_equal(np.load(path), miss)  # written where it always was
     hit = cached_encode(encoder, TEXTS, "doc", str(tmp_path), BATCH, show_progress=False)
     torch.from_numpy(hit).mul_(0.0)  # writable (no read-only warning), and the file never sees the write
@@ -149,8 +151,8 @@ def test_encode_command_under_torchrun_fills_the_cache(tmp_path, subprocess_env,
     dataset = load_beir("tiny", "test", str(tiny_data_root))
     _, texts = corpus_texts(dataset)
     queries = [dataset.queries[q] for q in dataset.queries]
-    doc_path = _pre_sharding_path(encoder, texts, "doc", cache)
-    query_path = _pre_sharding_path(encoder, queries, "query", cache)
+    doc_path = _independent_path(encoder, texts, "doc", cache)
+    query_path = _independent_path(encoder, queries, "query", cache)
     assert "corpus tiny: 40 docs in " in proc.stdout and "over 2 process(es) -> " + doc_path in proc.stdout
     assert proc.stdout.count("corpus tiny") == 1  # the main process reports, once
     assert f"queries tiny/test: {len(queries)} queries" in proc.stdout and query_path in proc.stdout
