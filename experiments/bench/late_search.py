@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rerank-n", type=int, default=100)
+    parser.add_argument("--store", default="", help="a token store's path prefix (<cache>/tokens/<key>) to read "
+                                                    "instead of the cache entry of --model")
     args = parser.parse_args()
 
     import numpy as np
@@ -37,14 +39,17 @@ def main() -> None:
     from ragtune.models.late_interaction import LateInteraction
     from ragtune.retrieval.cache import cached_encode
     from ragtune.retrieval.first_stage import first_stage_run
-    from ragtune.retrieval.late import cached_token_store, late_rerank, maxsim_search
+    from ragtune.retrieval.late import TokenStore, cached_token_store, late_rerank, maxsim_search
 
     torch.set_num_threads(args.threads)
     test = load_beir("scifact", "test")
     doc_ids = list(test.corpus)
     texts = [test.corpus[d].full_text() for d in doc_ids]
     model = LateInteraction.load(args.model).eval()
-    store = cached_token_store(model, texts)
+    store = TokenStore(np.load(f"{args.store}.vectors.npy", mmap_mode="r"), np.load(f"{args.store}.offsets.npy")) \
+        if args.store else cached_token_store(model, texts)
+    if len(store) != len(texts):
+        raise SystemExit(f"the store holds {len(store)} documents, SciFact test {len(texts)}")
     dense = Encoder.from_config(ModelConfig())
     d_emb = torch.from_numpy(np.asarray(cached_encode(dense, texts, "doc")))
     qids = list(test.queries)[:args.queries + 1]
