@@ -33,10 +33,13 @@ def cache_root(cache_dir: str | None = None) -> Path:
     return Path(os.environ.get(CACHE_ENV, "~/.cache/ragtune")).expanduser()
 
 
-def weights_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 over every parameter and buffer (~0.2 s for MiniLM's 90 MB)."""
+def weights_fingerprint(model: torch.nn.Module, skip: tuple[str, ...] = ()) -> str:
+    """sha256 over every parameter and buffer (~0.2 s for MiniLM's 90 MB), but those whose names
+    start with one of `skip` (weights that never reach the output)."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
+        if skip and name.startswith(skip):
+            continue
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-dim too
     return h.hexdigest()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +58,13 @@ class TokenStore:
 
 def store_path(model, texts: list[str], cache_dir: str | None = None) -> Path:
     """`<cache root>/tokens/<key>`: the prefix of the store's two files."""
-    settings = {"model": asdict(model.cfg) | {"name": ""}, "late": asdict(model.late)}
-    key_src = json.dumps({"weights": weights_fingerprint(model), "settings": settings,
+    # Only what shapes a document's vectors: a new query length, query expansion, temperature or
+    # rerank setting keeps the corpus entry (as the embedding cache keys on its own kind's settings).
+    settings = {"doc_prefix": model.cfg.doc_prefix, "doc_max_length": model.cfg.doc_max_length,
+                "dim": model.late.dim, "mask_punctuation": model.late.mask_punctuation}
+    # BERT's pooler never reaches a token vector (and is drawn at random when a checkpoint lacks it)
+    weights = [weights_fingerprint(model.backbone, skip=("pooler.",)), weights_fingerprint(model.projection)]
+    key_src = json.dumps({"weights": weights, "settings": settings,
                           "texts": texts_fingerprint(texts)}, sort_keys=True)
     return cache_root(cache_dir) / "tokens" / hashlib.sha256(key_src.encode()).hexdigest()[:32]
 

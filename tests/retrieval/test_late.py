@@ -92,3 +92,16 @@ def test_the_token_store_is_cached_and_memory_mapped_on_a_hit(tiny_model_dir, tm
     other = LateInteraction.from_config(ModelConfig(name=str(tiny_model_dir), doc_max_length=12), LateConfig(dim=8),
                                         seed=1)  # another projection: another entry
     assert store_path(other, texts, str(tmp_path)) != store_path(model, texts, str(tmp_path))
+    key = store_path(model, texts, str(tmp_path))
+
+    def variant(model_cfg=None, **late):
+        return LateInteraction.from_config(model_cfg or ModelConfig(name=str(tiny_model_dir), doc_max_length=12),
+                                           LateConfig(dim=8, **late), temperature=0.5)
+
+    # query-side settings and the temperature do not shape a document's vectors: the same entry
+    assert store_path(variant(query_length=7, query_expansion=False, rerank_n=5), texts, str(tmp_path)) == key
+    assert store_path(variant(ModelConfig(name=str(tiny_model_dir), doc_max_length=12, query_max_length=9)),
+                      texts, str(tmp_path)) == key
+    # ... the document's do
+    assert store_path(variant(mask_punctuation=False), texts, str(tmp_path)) != key
+    assert store_path(variant(ModelConfig(name=str(tiny_model_dir), doc_max_length=11)), texts, str(tmp_path)) != key
