@@ -20,6 +20,7 @@ gathered across processes), only faster:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -163,14 +164,21 @@ def run_locked(cfg, accelerator: Accelerator) -> dict[str, float]:
     if parts.train_loader is not None:
         check_loader(cfg, parts.train_loader)  # before the baseline evaluation's minutes
     results: dict[str, float] = {}
-    if cfg.eval.baseline and accelerator.is_main_process and (
-            parts.train_loader is not None or parts.baseline_evaluate is not None):
+    baseline = cfg.eval.baseline and accelerator.is_main_process and (
+        parts.train_loader is not None or parts.baseline_evaluate is not None)
+    initial_model = None
+    if baseline and cfg.eval.baseline_after_training and parts.train_loader is not None:
+        initial_model = copy.deepcopy(parts.model)  # before training touches the weights; evaluated last
+    elif baseline:
         results.update(evaluate_stage(parts, parts.model, "baseline", out))
     if parts.train_loader is not None:
         start = time.perf_counter()  # training time includes dev evaluations, not the baseline
         train(cfg, parts, accelerator, log)
         parts.timings["train_seconds"] = time.perf_counter() - start
     if accelerator.is_main_process:
+        if initial_model is not None:
+            results.update(evaluate_stage(parts, initial_model, "baseline", out))
+            del initial_model
         model = accelerator.unwrap_model(parts.model) if parts.model is not None else None
         results.update(evaluate_stage(parts, model, "final", out))
         splits = [s for s in parts.eval_splits for s in (s, f"{s}_seen_pos", f"{s}_unseen_pos")]

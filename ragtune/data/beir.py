@@ -165,6 +165,15 @@ def _check_qrels_ids(path: Path, qrels, queries, corpus) -> None:
         raise DataError(f"{path}: {len(bad_d)} doc id(s) not in corpus.jsonl, first: {bad_d[:5]}")
 
 
+NO_LABELS = "none"  # data.train_split for a collection trained without labels: the corpus alone is read
+
+
+def load_corpus_only(name: str, data_root: str | None = None) -> BeirDataset:
+    """The corpus with no queries and no qrels: all a no-label pipeline (synthetic queries) may read."""
+    corpus = load_corpus(dataset_dir(name, data_root) / "corpus.jsonl")
+    return BeirDataset(name=name, split=NO_LABELS, corpus=corpus, queries={}, qrels={})
+
+
 def load_beir(name: str, split: str, data_root: str | None = None) -> BeirDataset:
     """Load and validate one split of a BEIR dataset; queries are limited to those with qrels."""
     root = dataset_dir(name, data_root)

@@ -15,7 +15,7 @@ import random
 from collections.abc import Iterable
 from typing import Literal
 
-from ragtune.data.beir import BeirDataset, dataset_dir, load_beir
+from ragtune.data.beir import NO_LABELS, BeirDataset, dataset_dir, load_beir, load_corpus_only
 
 
 def query_folds(qids: Iterable[str], k: int, seed: int) -> list[list[str]]:
@@ -39,9 +39,12 @@ def load_split(cfg, role: Literal["train", "eval"]) -> BeirDataset:
     """The task's train or eval split; under cross-validation the fold's train or test part of data.eval_split.
 
     The eval part keeps the eval split's name (results stay `final/test/...`); the train part
-    is named `<eval_split>-cv<k>-train<fold>`."""
+    is named `<eval_split>-cv<k>-train<fold>`. With data.train_split='none' the train part is the
+    corpus alone (`load_corpus_only`): training reads a synthetic data.train_file and no qrels."""
     data = cfg.data
     root = data.data_root or None
+    if role == "train" and data.train_split == NO_LABELS:  # synthetic training: no train qrels exist or are read
+        return load_corpus_only(data.dataset, root)
     if data.cv_folds == 0:
         return load_beir(data.dataset, data.train_split if role == "train" else data.eval_split, root)
     labelled = load_beir(data.dataset, data.eval_split, root)

@@ -8,9 +8,11 @@ The test split is only touched by the baseline/final evaluations in experiments/
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +137,8 @@ class PairTraining:
     records: list
     dev: BeirDataset | None  # dev queries over their pool; None when train.select=last
     dev_qids: set[str]
-    test: BeirDataset
+    test: Callable[[], BeirDataset]  # loaded at the first test evaluation: no test label is read before
+    test_split: str
     own_dev: BeirDataset | None
     per_record: float
     per_query: bool
@@ -159,9 +162,15 @@ def pair_training(cfg, accelerator, encoder: Encoder, tokenize) -> PairTraining:
     """Records (qrels, a train file, or negatives mined now), the dev hold-out with its pool (scored by
     `encoder`, the initial model), and a loader whose batches `tokenize(texts, kind)` makes."""
     train = load_split(cfg, "train")
-    test = load_split(cfg, "eval")
-    if cfg.eval.test_pool_top_k > 0:  # pooled test: cheap for sweeps, labelled '<split>-pool<k>' in results
-        test = candidate_pool(encoder, test, cfg.eval.test_pool_top_k, cfg.eval)
+
+    @functools.cache
+    def test() -> BeirDataset:
+        split = load_split(cfg, "eval")
+        if cfg.eval.test_pool_top_k > 0:  # pooled test: cheap for sweeps, labelled '<split>-pool<k>' in results
+            split = candidate_pool(encoder, split, cfg.eval.test_pool_top_k, cfg.eval)
+        return split
+
+    test_split = cfg.data.eval_split + (f"-pool{cfg.eval.test_pool_top_k}" if cfg.eval.test_pool_top_k > 0 else "")
     source = training_file(cfg, accelerator) if (cfg.data.train_file or cfg.mining.source) else ""
     records = load_records(source) if source else records_from_qrels(train, cfg.data.min_grade)
     min_grade = cfg.data.min_grade  # a file's records may hold pairs below it (mined from all qrels)
@@ -193,7 +202,9 @@ def pair_training(cfg, accelerator, encoder: Encoder, tokenize) -> PairTraining:
     # epoch start, and a resumed run (which starts mid-epoch) would see a different RNG stream.
     loader = DataLoader(RecordDataset(records), batch_sampler=sampler, collate_fn=collate,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    return PairTraining(loader, sampler, records, dev, dev_qids, test, own_dev, per_record, per_query)
+    if cfg.eval.test_pool_top_k > 0:
+        test()  # the pool is the initial model's top k: built now, while `encoder` holds the initial weights
+    return PairTraining(loader, sampler, records, dev, dev_qids, test, test_split, own_dev, per_record, per_query)
 
 
 def build(cfg, accelerator) -> Task:
@@ -202,7 +213,7 @@ def build(cfg, accelerator) -> Task:
     encoder = Encoder.from_config(cfg.model).to(accelerator.device)
     model = BiEncoder(encoder, cfg.loss.temperature, cfg.loss.learn_temperature)
     pairs = pair_training(cfg, accelerator, encoder, encoder.tokenize)
-    dev, test = pairs.dev, pairs.test
+    dev = pairs.dev
 
     def step_fn(model, batch):
         temperature = accelerator.unwrap_model(model).temperature
@@ -222,12 +233,12 @@ def build(cfg, accelerator) -> Task:
         show = accelerator.is_main_process
         if split_name == "dev":
             return evaluate_dense(model.encoder, dev, cfg.eval, show_progress=False, use_cache=False).metrics
-        result = evaluate_dense(model.encoder, test, cfg.eval, show_progress=show, index=cfg.index)
+        result = evaluate_dense(model.encoder, pairs.test(), cfg.eval, show_progress=show, index=cfg.index)
         return result.metrics
 
     if accelerator.is_main_process:
         print(pairs.summary(group_size))
-    return Task(model=model, evaluate=evaluate, eval_splits=[test.split], train_loader=pairs.loader,
+    return Task(model=model, evaluate=evaluate, eval_splits=[pairs.test_split], train_loader=pairs.loader,
                 step_fn=step_fn, step_does_backward=cfg.train.gradcache_chunk > 0,
                 export=lambda m, path: export_sentence_transformers(m.encoder, path),
                 train_positives=pairs.train_positives(), timings=pairs.timings(cfg))

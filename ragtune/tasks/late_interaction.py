@@ -108,7 +108,7 @@ def build(cfg, accelerator) -> Task:
     base = Encoder(model.backbone, model.tokenizer, cfg.model)
     pairs = pair_training(cfg, accelerator, base, model.tokenize)
     timings = pairs.timings(cfg)
-    evaluate_split, splits = evaluation(cfg, accelerator, pairs.test, pairs.dev, first_stage_encoder(cfg, base),
+    evaluate_split, splits = evaluation(cfg, accelerator, pairs.test(), pairs.dev, first_stage_encoder(cfg, base),
                                         timings)
 
     def step_fn(model, batch):

@@ -161,3 +161,20 @@ def test_mined_negatives_are_keyed_by_the_settings_that_made_them():
         {}, {"mining.source": "dense"}, {"mining.rank_end": "30"}, {"seed": "1"}, {"bm25.k1": "0.9"})}
     assert len(names) == 5 and all(n.startswith("mined-") and n.endswith(".jsonl") for n in names)
     assert mined_file(apply_overrides(base, {"log.log_every": "1", "optim.lr": "1e-4"})) == mined_file(base)
+
+
+def test_baseline_after_training_scores_the_initial_weights(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
+    """eval.baseline_after_training evaluates a copy of the initial weights once training is done: the
+    baseline and final rows equal those of a run that evaluates the baseline first."""
+    args = ("--train.epochs=2", "--train.batch_size=8", "--optim.lr=1e-3", "--loss.temperature=0.1")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, _ = run_entry(tmp_path / "a", subprocess_env, "biencoder", tiny_model_dir, tiny_data_root, *args)
+    after, _ = run_entry(tmp_path / "b", subprocess_env, "biencoder", tiny_model_dir, tiny_data_root, *args,
+                         "--eval.baseline_after_training=true")
+    expected = json.loads((first / "results.json").read_text())
+    got = json.loads((after / "results.json").read_text())
+    assert got.keys() == expected.keys() and list(got)[0].startswith("baseline/")
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+    assert got["final/test/ndcg@10"] != got["baseline/test/ndcg@10"]  # training did change the weights

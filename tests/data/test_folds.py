@@ -32,6 +32,15 @@ def test_load_split_gives_each_fold_its_own_test_part_and_the_rest_to_train(tiny
     assert set.union(*tests) == all_test and sum(map(len, tests)) == len(all_test)
 
 
+def test_no_label_train_split_is_the_corpus_alone(tiny_data_root):
+    (tiny_data_root / "tiny" / "qrels" / "train.tsv").unlink()  # a test-only collection, as Cranfield
+    cfg = apply_overrides(ExperimentConfig(), {"data.dataset": "tiny", "data.data_root": str(tiny_data_root),
+                                               "data.train_split": "none"})
+    train = load_split(cfg, "train")
+    assert train.split == "none" and not train.queries and not train.qrels and len(train.corpus) == 40
+    assert set(load_split(cfg, "eval").qrels) == {f"q{i}" for i in range(0, 40, 4)}
+
+
 def test_cv_settings_are_checked_when_parsed():
     from ragtune.config import ConfigError
 
