@@ -122,6 +122,9 @@ class EvalConfig:
     top_k: int = 100
     cache_dir: str = ""  # "" -> $RAGTUNE_CACHE -> ~/.cache/ragtune
     baseline: bool = True  # training runs evaluate test before training too
+    # the baseline scores a copy of the initial weights kept in memory AFTER training, so no test
+    # label is read before the model is final (the no-label pipeline, ragtune/commands/adapt.py)
+    baseline_after_training: bool = False
     dev_pool_top_k: int = 30  # dev corpus = dev positives + the initial model's top-k per dev query
     # > 0: POOLED test, corpus = test positives + the initial model's top-k per test query (reported
     # under split '<eval_split>-pool<k>'; exact for the initial model at k >= 10, optimistic after training).
@@ -265,6 +268,28 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """No-label adaptation (ragtune/commands/adapt.py, ragtune/generation/pseudo_labels.py): the synth
+    section's queries, negatives from the zero-shot dense model, a label-free teacher, a filter."""
+
+    # hybrid: BM25 + dense scores (hybrid section) for MarginMSE / KL; none: no scores, the loss ranks the
+    # source document above the negatives (e.g. info_nce)
+    teacher: Literal["hybrid", "none"] = "hybrid"
+    # keep a query when this ranks its source document within filter_top_k of the corpus: the teacher,
+    # the zero-shot dense model (round trip), or keep all
+    filter: Literal["teacher", "dense", "none"] = "teacher"
+    filter_top_k: int = 10
+    samples_per_chunk: int = 0  # > 0: only each chunk's first n generations (of synth.queries_per_chunk)
+    # negatives written per query, drawn from the dense top negatives_depth without the source; training
+    # takes data.num_negatives of them, drawn afresh each epoch
+    num_negatives: int = 4
+    negatives_depth: int = 30
+    # the synth stage's folder; "" = <output_dir>/synth. Runs that differ only after generation (an
+    # ablation of the teacher or the filter) can share one: generations resume from its log
+    synth_dir: str = ""
+
+
+@dataclass(frozen=True)
 class GeneratorConfig:
     """Generator LoRA + instruction tuning (task 'generator', ragtune/generation/grounded.py)."""
 
@@ -319,6 +344,7 @@ class ExperimentConfig:
     rerank: RerankConfig = field(default_factory=RerankConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     late: LateConfig = field(default_factory=LateConfig)
 
 
@@ -515,6 +541,8 @@ RANGE_RULES: dict[str, tuple] = {
     "synth.max_new_tokens": _at_least(1), "synth.temperature": _above(0.0), "synth.top_p": _within(0.0, 1.0),
     "synth.batch_size": _at_least(1), "synth.max_docs": _at_least(0), "synth.max_chunks_per_doc": _at_least(0),
     "synth.max_chunks": _at_least(0), "synth.min_words": _at_least(0), "synth.filter_top_k": _at_least(0),
+    "adapt.filter_top_k": _at_least(1), "adapt.samples_per_chunk": _at_least(0), "adapt.negatives_depth": _at_least(1),
+    "adapt.num_negatives": _at_least(0),
     "generator.lora_r": _at_least(1), "generator.lora_alpha": _above(0),
     "generator.lora_dropout": _within(0.0, 1.0, True),
     "generator.lora_layers": _at_least(0), "generator.k_passages": _at_least(1),

@@ -4,7 +4,7 @@
 
 Writes to `output_dir`: synthetic_pairs.jsonl (kept pairs; train with
 `--data.train_file=<output_dir>/synthetic_pairs.jsonl`), generated.jsonl (every deduped query with
-its source doc and round-trip rank), stats.json (counts, tokens/s) and config.json. Generations
+its source doc, chunk and sample index, and round-trip rank), stats.json (counts, tokens/s) and config.json. Generations
 are logged per batch to generations-<key>.partial.jsonl, so an interrupted run resumes where it
 stopped (the key covers every setting that changes a generation: changing only the filter reuses
 them); the final files are written atomically.
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ragtune.commands import parse_config_args
 from ragtune.config import ConfigError, save_config
-from ragtune.data.beir import DataError, load_beir
+from ragtune.data.beir import DataError, load_corpus_only
 from ragtune.eval.dense import corpus_texts
 from ragtune.generation.synth import (
     INSTRUCTION,
@@ -71,7 +71,7 @@ def synthesize(cfg) -> dict:
     scfg, out = cfg.synth, Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
-    dataset = load_beir(cfg.data.dataset, cfg.data.train_split, cfg.data.data_root or None)  # corpus only
+    dataset = load_corpus_only(cfg.data.dataset, cfg.data.data_root or None)  # no queries, no qrels
     doc_ids, texts = corpus_texts(dataset)
 
     model, tokenizer = load_generator(scfg.generator, cfg.eval.cache_dir or None)
@@ -85,7 +85,7 @@ def synthesize(cfg) -> dict:
     bar.close()
     del model
 
-    queries, passage_idx, counts = select_queries(generations, scfg.min_words)
+    queries, passage_idx, sample_idx, counts = select_queries(generations, scfg.min_words)
     # Round trip over the whole corpus (not the sampled docs): the doc embeddings are the ones every
     # dense task caches, so this costs only the query encoding.
     start = time.perf_counter()
@@ -104,8 +104,8 @@ def synthesize(cfg) -> dict:
     rows = pair_rows(queries, passages, passage_idx, source_ids, keep.numpy())
     write_pairs(out / "synthetic_pairs.jsonl", rows)
     write_pairs(out / "generated.jsonl", [
-        {"query": q, "pos_id": source_ids[p], "rank": int(r), "kept": bool(k)}
-        for q, p, r, k in zip(queries, passage_idx, ranks.tolist(), keep.tolist(), strict=True)])
+        {"query": q, "pos_id": source_ids[p], "chunk": p, "sample": j, "rank": int(r), "kept": bool(k)}
+        for q, p, j, r, k in zip(queries, passage_idx, sample_idx, ranks.tolist(), keep.tolist(), strict=True)])
     stats = {"docs": len(set(source)), "chunks": len(passages), **counts, "kept": len(rows),
              "kept_fraction_of_deduped": len(rows) / max(1, len(queries)),
              "source_rank_median": float(ranks.float().median()) if len(queries) and scfg.filter_top_k else 0.0,

@@ -199,14 +199,15 @@ def generate_all(model, tokenizer, passages: list[str], scfg, partial_path: Path
                  "resumed_batches": resumed}
 
 
-def select_queries(generations: list[list[str]], min_words: int = 3) -> tuple[list[str], list[int], dict]:
-    """Clean and dedup (P, n) generations -> (queries, passage index of each, counts)."""
-    flat = [(clean_query(t, min_words), p) for p, texts in enumerate(generations) for t in texts]
-    usable = [(q, p) for q, p in flat if q]
-    keep = dedup(q for q, _ in usable)
+def select_queries(generations: list[list[str]], min_words: int = 3) -> tuple[list[str], list[int], list[int], dict]:
+    """Clean and dedup (P, n) generations -> (queries, passage index of each, sample index of each
+    within its passage's n, counts)."""
+    flat = [(clean_query(t, min_words), p, j) for p, texts in enumerate(generations) for j, t in enumerate(texts)]
+    usable = [row for row in flat if row[0]]
+    keep = dedup(q for q, _, _ in usable)
     counts = {"generated": len(flat), "empty_or_short": len(flat) - len(usable),
               "duplicates": len(usable) - len(keep), "deduped": len(keep)}
-    return [usable[i][0] for i in keep], [usable[i][1] for i in keep], counts
+    return [usable[i][0] for i in keep], [usable[i][1] for i in keep], [usable[i][2] for i in keep], counts
 
 
 def pair_rows(queries: list[str], passages: list[str], passage_idx: list[int], doc_ids: list[str],

@@ -116,9 +116,10 @@ def test_dedup_normalises_and_keeps_first():
 def test_select_queries_dedups_within_and_across_chunks():
     gens = [["Aspirin lowers stroke risk.", "aspirin lowers stroke risk", "ok"],  # dup within, too short
             ["Statins reduce LDL levels.", "ASPIRIN lowers stroke risk!"]]  # dup across chunks
-    queries, idx, counts = select_queries(gens, min_words=3)
+    queries, idx, samples, counts = select_queries(gens, min_words=3)
     assert queries == ["Aspirin lowers stroke risk.", "Statins reduce LDL levels."]
     assert idx == [0, 1]
+    assert samples == [0, 0]  # each kept query's position among its chunk's generations
     assert counts == {"generated": 5, "empty_or_short": 1, "duplicates": 2, "deduped": 2}
 
 

@@ -1,0 +1,138 @@
+"""`ragtune adapt` end to end on tiny models: no qrels file is opened before the test evaluation
+(a guard on every open of a qrels path fails the run otherwise), the pseudo-label file holds the
+teacher's scores as the formula gives them, and bad settings fail before any generation."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragtune.config import (
+    AdaptConfig,
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    LogConfig,
+    LossConfig,
+    ModelConfig,
+    SynthConfig,
+    TrainConfig,
+    apply_overrides,
+)
+from tests.generation.test_synth import tiny_llama, tiny_tokenizer
+
+
+def adapt_config(tmp_path, model_dir, data_root, gen_dir, **adapt) -> ExperimentConfig:
+    return ExperimentConfig(
+        task="biencoder", output_dir=str(tmp_path / "adapt"), seed=3,
+        model=ModelConfig(name=str(model_dir), query_max_length=16, doc_max_length=32),
+        data=DataConfig(dataset="tiny", data_root=str(data_root), num_negatives=2, dev_fraction=0.25),
+        loss=LossConfig(name="margin_mse"),
+        train=TrainConfig(max_steps=3, batch_size=4),
+        synth=SynthConfig(generator=str(gen_dir), chunk_size=6, chunk_overlap=2, max_chunks_per_doc=1, max_chunks=16,
+                          queries_per_chunk=2, max_new_tokens=6, batch_size=4, temperature=1.0, min_words=1, seed=1),
+        adapt=AdaptConfig(**{"filter": "none", "num_negatives": 3, **adapt}),
+        eval=EvalConfig(k_values=(1, 10), batch_size=8, dev_pool_top_k=5), log=LogConfig(wandb="disabled"))
+
+
+@pytest.fixture
+def generator_dir(tmp_path) -> Path:
+    tok = tiny_tokenizer()
+    gen_dir = tmp_path / "gen"
+    tiny_llama(len(tok)).save_pretrained(gen_dir)
+    tok.save_pretrained(gen_dir)
+    return gen_dir
+
+
+def test_adapt_opens_no_qrels_file_before_the_test_evaluation(tmp_path, tiny_model_dir, tiny_data_root, generator_dir,
+                                                        monkeypatch):
+    import ragtune.commands.run as run_module
+    from ragtune.commands.adapt import adapt
+
+    testing, opened = [False], []
+
+    def guard(open_fn):
+        def guarded(file, *args, **kwargs):
+            if not isinstance(file, int) and Path(file).parent.name == "qrels":  # <dataset>/qrels/<split>.tsv
+                opened.append((str(file), testing[0]))
+                if not testing[0]:
+                    raise AssertionError(f"a qrels file was opened before the test evaluation: {file}")
+            return open_fn(file, *args, **kwargs)
+        return guarded
+
+    monkeypatch.setattr(builtins, "open", guard(builtins.open))
+    monkeypatch.setattr(io, "open", guard(io.open))
+    evaluate_stage = run_module.evaluate_stage
+
+    def evaluating(parts, model, stage, out=None):
+        testing[0] = True
+        return evaluate_stage(parts, model, stage, out)
+
+    monkeypatch.setattr(run_module, "evaluate_stage", evaluating)
+    cfg = adapt_config(tmp_path, tiny_model_dir, tiny_data_root, generator_dir)
+    results = adapt(cfg)
+    assert opened and all(during_test for _, during_test in opened)
+    assert {Path(f).name for f, _ in opened} == {"test.tsv"}  # never the train split's labels
+    assert "baseline/test/ndcg@10" in results and "final/test/ndcg@10" in results
+    out = Path(cfg.output_dir)
+    train = json.loads((out / "train" / "config.json").read_text())
+    assert train["data"]["train_split"] == "none" and train["data"]["train_file"].endswith("pseudo_labels.jsonl")
+    # the guard does catch a read: loading the labelled train split outside an evaluation trips it
+    from ragtune.data.folds import load_split
+
+    testing[0] = False
+    with pytest.raises(AssertionError, match="train.tsv"):
+        load_split(cfg, "train")
+
+
+def test_pseudo_labels_hold_the_teacher_formula(tmp_path, tiny_model_dir, tiny_data_root, generator_dir):
+    """Every record's teacher_scores = h * dense range / (w * tau), recomputed here from BM25 and the
+    encoder directly; the source is the positive and no negative is the source."""
+    from ragtune.commands.adapt import pseudo_label, synth_config
+    from ragtune.commands.synth import synthesize
+    from ragtune.data.beir import load_corpus_only
+    from ragtune.generation.pseudo_labels import minmax_over_top
+    from ragtune.models.encoder import Encoder
+    from ragtune.retrieval.bm25 import BM25Config, BM25Index
+
+    cfg = adapt_config(tmp_path, tiny_model_dir, tiny_data_root, generator_dir)
+    cfg = apply_overrides(cfg, {"hybrid.weight": "0.4", "hybrid.depth": "6"})
+    synthesize(synth_config(cfg))
+    stats = pseudo_label(cfg, show_progress=False)
+    records = [json.loads(x) for x in (Path(cfg.output_dir) / "pseudo_labels.jsonl").read_text().splitlines()]
+    assert stats["kept"] == len(records) == stats["queries"]  # filter none keeps all
+    corpus = load_corpus_only("tiny", str(tiny_data_root)).corpus
+    ids = list(corpus)
+    encoder = Encoder.from_config(cfg.model)
+    d = encoder.encode([corpus[i].full_text() for i in ids], kind="doc", batch_size=8, show_progress=False)
+    index = BM25Index.from_corpus(corpus, BM25Config())
+    for r in records:
+        assert r["pos_id"] not in r["neg_ids"] and len(r["neg_ids"]) == 3
+        cos = encoder.encode([r["query"]], kind="query", batch_size=1, show_progress=False)[0] @ d.T
+        bm25 = index.score_all(r["query"])
+        n_dense, span = minmax_over_top(cos[None], 6)
+        n_bm25, _ = minmax_over_top(bm25[None], 6, positive_only=True)
+        cols = [ids.index(x) for x in [r["pos_id"], *r["neg_ids"]]]
+        h = 0.6 * n_bm25[0, cols] + 0.4 * n_dense[0, cols]
+        np.testing.assert_allclose(r["teacher_scores"], h * span[0] / (0.4 * 0.05), rtol=1e-5, atol=1e-5)
+
+
+def test_adapt_refuses_bad_settings_before_generating(tmp_path, tiny_model_dir, tiny_data_root, generator_dir):
+    from ragtune.commands.adapt import adapt
+
+    base = adapt_config(tmp_path, tiny_model_dir, tiny_data_root, generator_dir)
+    for overrides, match in [({"loss.name": "info_nce"}, "ignores teacher scores"),
+                             ({"adapt.teacher": "none"}, "needs teacher scores"),
+                             ({"hybrid.weight": "0.0"}, "dense share"),
+                             ({"task": "adapter"}, "trains"),
+                             ({"adapt.samples_per_chunk": "3"}, "exceeds"),
+                             ({"data.num_negatives": "4"}, "draws them from")]:
+        with pytest.raises(ConfigError, match=match):
+            adapt(apply_overrides(base, overrides))
+    assert not (tmp_path / "adapt").exists()
