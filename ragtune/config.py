@@ -76,6 +76,7 @@ class LossConfig:
     distance: Literal["cosine", "euclidean"] = "cosine"  # triplet loss
     tau_plus: float = 0.1  # debiased_info_nce: prior share of unlabelled positives among in-batch negatives
     poly_epsilon: float = 1.0  # poly1_ce: weight of the extra (1 - p_positive) term
+    distill_weight: float = 1.0  # info_nce_kl_distill: weight of the KL term next to InfoNCE
 
 
 @dataclass(frozen=True)
@@ -511,7 +512,7 @@ RANGE_RULES: dict[str, tuple] = {
     "data.min_grade": _at_least(1), "data.cv_folds": _at_least(0), "data.cv_fold": _at_least(0),
     "data.dev_folds": _at_least(0), "data.dev_fold": _at_least(0),
     "loss.temperature": _above(0.0), "loss.margin": _at_least(0.0),
-    "loss.tau_plus": _within(0.0, 0.999),
+    "loss.tau_plus": _within(0.0, 0.999), "loss.distill_weight": _at_least(0.0),
     "optim.lr": _above(0.0), "optim.weight_decay": _at_least(0.0), "optim.betas": _each(_within(0.0, 1.0, True)),
     "optim.warmup_ratio": _within(0.0, 1.0), "optim.max_grad_norm": _at_least(0.0),
     "train.epochs": _at_least(0), "train.max_steps": _at_least(0), "train.max_examples": _at_least(0),

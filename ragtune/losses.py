@@ -18,7 +18,8 @@ Every training task calls it through ``compute_loss``, by kind:
 ``kw`` holds every ``LossConfig`` field the function names as a parameter, so a new knob is a
 ``LossConfig`` field of the parameter's name. A loss that names ``target_offset`` sees the
 documents of every process (gathered) under DDP; one that names ``known_positives`` gets the
-(Q, D) mask of documents labelled relevant to each query.
+(Q, D) mask of documents labelled relevant to each query; an embedding loss that names
+``teacher`` gets the (Q, G) teacher scores too.
 """
 
 from __future__ import annotations
@@ -242,6 +243,34 @@ def kl_distill(student_scores: Tensor, teacher_scores: Tensor, temperature: floa
     return F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
 
 
+def info_nce_kl_distill(
+    q_emb: Tensor,
+    d_emb: Tensor,
+    teacher: Tensor,
+    temperature: float | Tensor = 0.05,
+    group_size: int = 2,
+    distill_weight: float = 1.0,
+    target_offset: int = 0,
+    known_positives: Tensor | None = None,
+) -> Tensor:
+    """InfoNCE over the batch plus KL distillation over each query's own group (RocketQAv2-style):
+
+        L = info_nce(q, d; tau) + lambda * 1/Q sum_i KL(softmax(t_i) || softmax(s_i)),
+        s_ig = sim(q_i, d_ig) / tau  over query i's group [pos, neg_1..neg_k]
+
+    The contrastive term keeps every in-batch document in place; the teacher's scores t (Q, G),
+    in the student's units, say how far apart the group's documents should be, so a mined
+    negative the teacher scores near the positive is no longer pushed away as hard. lambda =
+    loss.distill_weight. Under DDP (``target_offset``) d_emb holds every process's documents and
+    the local groups start at row ``target_offset``.
+    """
+    contrast = info_nce(q_emb, d_emb, temperature, group_size, target_offset=target_offset,
+                        known_positives=known_positives)
+    local = d_emb[target_offset:target_offset + q_emb.shape[0] * group_size]
+    student = grouped_scores(q_emb, local, group_size) / temperature  # (Q, G)
+    return contrast + distill_weight * kl_distill(student, teacher)
+
+
 LossKind = Literal["embedding", "triplet", "score", "distill"]
 
 
@@ -274,6 +303,7 @@ for _name, _fn, _kind in [
     ("contrastive_margin", contrastive_margin, "embedding"), ("pointwise_bce", pointwise_bce, "score"),
     ("pairwise_hinge", pairwise_hinge, "score"), ("ranknet", ranknet, "score"),
     ("listwise_ce", listwise_ce, "score"), ("margin_mse", margin_mse, "distill"), ("kl_distill", kl_distill, "distill"),
+    ("info_nce_kl_distill", info_nce_kl_distill, "embedding"),
 ]:
     register_loss(_name, _fn, _kind)
 
@@ -324,6 +354,10 @@ def compute_loss(loss_cfg, *, group_size: int, q_emb: Tensor | None = None, d_em
     if spec.kind == "embedding":
         if q_emb is None:
             raise ConfigError(f"loss '{loss_cfg.name}' is an embedding loss: it needs query and document embeddings")
+        if "teacher" in spec.params:  # an embedding loss with a distillation term
+            if teacher is None:
+                raise ConfigError(f"loss '{loss_cfg.name}' needs teacher scores (teacher_scores in data.train_file)")
+            kw["teacher"] = teacher
         gathered = gather and spec.gathers
         if known_positives is not None and "known_positives" in spec.params:
             kw["known_positives"] = known_positives(gathered)

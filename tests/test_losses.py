@@ -248,3 +248,37 @@ def test_symmetric_info_nce_masks_known_positives_in_the_doc_to_query_direction_
            for i in range(3)]
     got = info_nce(q, d, temperature=tau, group_size=1, symmetric=True, known_positives=known)
     assert got.item() == pytest.approx((sum(lqd) / 3 + sum(ldq) / 3) / 2, rel=1e-6)
+
+
+def test_info_nce_kl_distill_is_info_nce_plus_the_groups_kl_by_hand():
+    import torch.nn.functional as F
+
+    from ragtune.config import ConfigError, LossConfig
+    from ragtune.losses import compute_loss, info_nce_kl_distill
+
+    torch.manual_seed(0)
+    q = F.normalize(torch.randn(3, 8), dim=-1)
+    d = F.normalize(torch.randn(6, 8), dim=-1)  # groups [pos, neg] per query
+    t = torch.tensor([[4.0, 1.0], [2.0, 2.5], [0.0, -3.0]])
+    tau, lam = 0.05, 0.7
+    logits = q @ d.T / tau
+    contrast = -sum(torch.log_softmax(logits[i], 0)[2 * i] for i in range(3)) / 3
+    kl = 0.0
+    for i in range(3):
+        s = torch.stack([q[i] @ d[2 * i], q[i] @ d[2 * i + 1]]) / tau
+        p = torch.softmax(t[i], 0)
+        kl += (p * (torch.log(p) - torch.log_softmax(s, 0))).sum()
+    expected = contrast + lam * kl / 3
+    got = info_nce_kl_distill(q, d, t, temperature=tau, group_size=2, distill_weight=lam)
+    torch.testing.assert_close(got, expected)
+    via = compute_loss(LossConfig(name="info_nce_kl_distill", distill_weight=lam), group_size=2, q_emb=q, d_emb=d,
+                       temperature=tau, teacher=t)
+    torch.testing.assert_close(via, expected)
+    # under DDP the local groups sit at target_offset among every process's documents
+    other = F.normalize(torch.randn(4, 8), dim=-1)
+    gathered = torch.cat([other, d])
+    shifted = info_nce_kl_distill(q, gathered, t, temperature=tau, group_size=2, distill_weight=lam, target_offset=4)
+    contrast_g = -sum(torch.log_softmax(q[i] @ gathered.T / tau, 0)[4 + 2 * i] for i in range(3)) / 3
+    torch.testing.assert_close(shifted, contrast_g + lam * kl / 3)
+    with pytest.raises(ConfigError, match="needs teacher scores"):
+        compute_loss(LossConfig(name="info_nce_kl_distill"), group_size=2, q_emb=q, d_emb=d, temperature=tau)

@@ -49,10 +49,11 @@ def check_adapt(cfg) -> None:
 
     if cfg.task not in TASKS:
         raise ConfigError(f"task: ragtune adapt trains {TASKS}, got {cfg.task!r}")
-    distill = loss_spec(cfg.loss.name).kind == "distill"
+    spec = loss_spec(cfg.loss.name)
+    distill = spec.kind == "distill" or "teacher" in spec.params
     if cfg.adapt.teacher == "hybrid" and not distill:
         raise ConfigError(f"loss.name={cfg.loss.name!r} ignores teacher scores: adapt.teacher=hybrid trains with "
-                          "margin_mse or kl_distill (or set adapt.teacher=none)")
+                          "margin_mse, kl_distill or info_nce_kl_distill (or set adapt.teacher=none)")
     if cfg.adapt.teacher == "none" and distill:
         raise ConfigError(f"loss.name={cfg.loss.name!r} needs teacher scores: set adapt.teacher=hybrid")
     if cfg.adapt.teacher == "hybrid" and cfg.hybrid.weight <= 0:
