@@ -170,7 +170,7 @@ def _call(name: str, q: torch.Tensor, d: torch.Tensor, teacher: torch.Tensor) ->
     """Call any registered loss from its kind alone (the uniform registry contract)."""
     fn, kind, g = LOSSES[name].fn, LOSSES[name].kind, 3
     if kind == "embedding":
-        return fn(q, d, group_size=g)
+        return fn(q, d, group_size=g, teacher=teacher) if "teacher" in LOSSES[name].params else fn(q, d, group_size=g)
     if kind == "triplet":
         dd = d.view(q.shape[0], g, -1)
         return fn(q, dd[:, 0], dd[:, 1:])
@@ -191,6 +191,7 @@ def test_registry_complete_and_gradients_flow():
         "kl_distill",
         "debiased_info_nce",  # the examples of docs/EXTENDING.md
         "poly1_ce",
+        "info_nce_kl_distill",
     }
     assert set(LOSSES) == expected
     assert {spec.kind for spec in LOSSES.values()} == {"embedding", "triplet", "score", "distill"}
