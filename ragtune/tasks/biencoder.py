@@ -142,6 +142,7 @@ class PairTraining:
     own_dev: BeirDataset | None
     per_record: float
     per_query: bool
+    dev_from_file: bool = False  # dev = queries of a train file's held-out positive documents (synthetic pairs)
 
     def summary(self, group_size: int) -> str:
         return (f"train records {len(self.records)} ({len({r.qid for r in self.records})} queries), dev queries "
@@ -154,8 +155,10 @@ class PairTraining:
         return frozenset(r.pos_id for r in self.records) if all(r.pos_id for r in self.records) else None
 
     def timings(self, cfg) -> dict:
+        source = (f"{cfg.data.dev_fraction:g} of data.train_file's positive documents, their queries held out "
+                  f"(seed {cfg.seed})") if self.dev_from_file else dev_source_name(cfg, self.own_dev)
         return {"records_per_query": self.per_record, "sampling": "query" if self.per_query else "pair",
-                "dev_source": dev_source_name(cfg, self.own_dev)}
+                "dev_source": source}
 
 
 def pair_training(cfg, accelerator, encoder: Encoder, tokenize) -> PairTraining:
@@ -182,6 +185,8 @@ def pair_training(cfg, accelerator, encoder: Encoder, tokenize) -> PairTraining:
     else:  # synthetic pairs keep dev out of the file itself: no human label selects their checkpoint
         own_dev = None
         dev_source, dev_qids = dev_split(records, train, cfg)
+    dev_from_file = own_dev is None and bool(dev_qids) and bool(records) and not any(
+        r.qid in train.qrels for r in records)
     records = [r for r in records if r.qid not in dev_qids]  # dev queries never train
     dev = dev_pool(encoder, dev_source, dev_qids, cfg) if dev_qids else None
 
@@ -204,7 +209,8 @@ def pair_training(cfg, accelerator, encoder: Encoder, tokenize) -> PairTraining:
                         generator=torch.Generator().manual_seed(cfg.seed))
     if cfg.eval.test_pool_top_k > 0:
         test()  # the pool is the initial model's top k: built now, while `encoder` holds the initial weights
-    return PairTraining(loader, sampler, records, dev, dev_qids, test, test_split, own_dev, per_record, per_query)
+    return PairTraining(loader, sampler, records, dev, dev_qids, test, test_split, own_dev, per_record, per_query,
+                        dev_from_file)
 
 
 def build(cfg, accelerator) -> Task:

@@ -83,6 +83,8 @@ def test_adapt_opens_no_qrels_file_before_the_test_evaluation(tmp_path, tiny_mod
     out = Path(cfg.output_dir)
     train = json.loads((out / "train" / "config.json").read_text())
     assert train["data"]["train_split"] == "none" and train["data"]["train_file"].endswith("pseudo_labels.jsonl")
+    timings = json.loads((out / "train" / "timings.json").read_text())
+    assert timings["dev_source"].startswith("0.25 of data.train_file's positive documents")
     # the guard does catch a read: loading the labelled train split outside an evaluation trips it
     from ragtune.data.folds import load_split
 
