@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -157,6 +158,9 @@ def adapt(cfg) -> dict[str, float]:
     from ragtune.commands.synth import synthesize
 
     check_adapt(cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every process would generate and label the same queries
+        raise ConfigError("ragtune adapt runs in one process; for several, run it once, then train on its "
+                          "pseudo_labels.jsonl with `accelerate launch experiments/run.py` (train/config.json)")
     dataset_dir(cfg.data.dataset, cfg.data.data_root or None)
     train_cfg = train_config(cfg)  # validated now, before any minute of generation
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)

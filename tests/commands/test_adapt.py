@@ -137,4 +137,8 @@ def test_adapt_refuses_bad_settings_before_generating(tmp_path, tiny_model_dir, 
                              ({"data.num_negatives": "4"}, "draws them from")]:
         with pytest.raises(ConfigError, match=match):
             adapt(apply_overrides(base, overrides))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORLD_SIZE", "2")
+        with pytest.raises(ConfigError, match="one process"):
+            adapt(base)
     assert not (tmp_path / "adapt").exists()
