@@ -93,18 +93,28 @@ class CrossEncoder(nn.Module):
 
         Pairs are sorted by length so each batch pads to a similar length.
         """
+        def forward(batch: dict[str, torch.Tensor]) -> np.ndarray:
+            return self(**{k: v.to(self.device) for k, v in batch.items()}).float().cpu().numpy()
+
+        was_training = self.training
+        self.eval()
+        out = self.score_with(forward, queries, docs, batch_size, show_progress)
+        self.train(was_training)
+        return out
+
+    def score_with(self, forward, queries: list[str], docs: list[str], batch_size: int,
+                   show_progress: bool) -> np.ndarray:
+        """`score`'s batching with another forward: `forward(padded batch of CPU tensors) -> (B,) float32`
+        (the int8 and ONNX backends of ragtune/inference/backends.py)."""
         if len(queries) != len(docs):
             raise ValueError(f"{len(queries)} queries for {len(docs)} docs")
         tokens = self._pair_ids(queries, docs)
         order = np.argsort([-len(ids) for ids in tokens["input_ids"]], kind="stable")
-        was_training = self.training
-        self.eval()
         out = np.empty(len(queries), dtype=np.float32)
         for start in tqdm(range(0, len(queries), batch_size), desc="rerank", disable=not show_progress,
                           unit="batch"):
             idx = order[start:start + batch_size]
             batch = self.tokenizer.pad({k: [tokens[k][i] for i in idx] for k in tokens.keys()},
                                        return_tensors="pt")
-            out[idx] = self(**{k: v.to(self.device) for k, v in batch.items()}).float().cpu().numpy()
-        self.train(was_training)
+            out[idx] = forward(dict(batch))
         return out

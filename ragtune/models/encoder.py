@@ -116,18 +116,26 @@ class Encoder(nn.Module):
         Texts are tokenized once, sorted by length so each batch pads to a similar length
         (on SciFact this cuts padded tokens by about half), and run in inference mode.
         """
+        def forward(batch: dict[str, torch.Tensor]) -> np.ndarray:
+            return self(**{k: v.to(self.device) for k, v in batch.items()}).float().cpu().numpy()
+
+        was_training = self.training
+        self.eval()
+        out = self.encode_with(forward, texts, kind, batch_size, show_progress)
+        self.train(was_training)
+        return out
+
+    def encode_with(self, forward, texts: list[str], kind: str, batch_size: int, show_progress: bool) -> np.ndarray:
+        """`encode`'s batching with another forward: `forward(padded batch of CPU tensors) -> (B, H) float32`.
+        The inference backends (ragtune/inference/backends.py) run this one loop with int8 or ONNX models."""
         prefix, max_length = self._prefix_and_length(kind)
         tokens = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)
         order = np.argsort([-len(ids) for ids in tokens["input_ids"]], kind="stable")
-        was_training = self.training
-        self.eval()
         out = np.empty((len(texts), self.backbone.config.hidden_size), dtype=np.float32)
         batches = range(0, len(texts), batch_size)
         for start in tqdm(batches, desc=f"encode {kind}s", disable=not show_progress, unit="batch"):
             idx = order[start:start + batch_size]
             batch = self.tokenizer.pad({k: [tokens[k][i] for i in idx] for k in tokens.keys()},
                                        return_tensors="pt")
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            out[idx] = self(**batch).float().cpu().numpy()
-        self.train(was_training)
+            out[idx] = forward(dict(batch))
         return out
