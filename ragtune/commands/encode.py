@@ -40,7 +40,7 @@ def encode_into_cache(encoder, texts: list[str], kind: str, cfg) -> dict:
     """One collective `cached_encode`; {texts, seconds, texts_per_s, hit, path} as seen by this process."""
     from ragtune.retrieval.cache import cache_path, cached_encode
 
-    path = cache_path(encoder, texts, kind, cfg.eval.cache_dir or None)
+    path = cache_path(encoder, texts, kind, cfg.eval.cache_dir or None, cfg.eval.batch_size)
     hit = path.is_file()
     if world_size() > 1:
         dist.barrier()  # every process loaded its model: time the encoding alone
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         args, cfg = parsed
         from ragtune.data.folds import load_split
         from ragtune.eval.dense import corpus_texts
+        from ragtune.inference.backends import for_inference
         from ragtune.models.encoder import Encoder
 
         dataset = load_split(cfg, "eval")
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         # Weights a checkpoint lacks (a pooler) are initialised at random: seeded as `ragtune run` seeds, every
         # process loads the same weights, so they agree on the key (and a run of this config finds it).
         torch.manual_seed(cfg.seed)
-        encoder = Encoder.from_config(cfg.model).to(device)
+        encoder = for_inference(Encoder.from_config(cfg.model).to(device), cfg.eval.backend, cfg.eval.cache_dir or None)
         corpus = encode_into_cache(encoder, texts, "doc", cfg)
         queries = encode_into_cache(encoder, [dataset.queries[q] for q in dataset.queries], "query", cfg) \
             if args.queries else None

@@ -190,7 +190,10 @@ def run_locked(cfg, accelerator: Accelerator) -> dict[str, float]:
         atomic_write_text(out / "timings.json", json.dumps(parts.timings, indent=2) + "\n")
         log.log(results, step=-1)
         # Last, and atomic: a run with a results.json is complete (sweeps skip it as done).
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+        recorded = {**results, "inference_backend": cfg.eval.backend}  # how the test evaluations ran
+        if cfg.task in ("reranker", "rerank_eval"):
+            recorded["rerank_backend"] = cfg.rerank.backend or cfg.eval.backend
+        atomic_write_text(out / "results.json", json.dumps(recorded, indent=2) + "\n")
         print_table(results)
         for split, table in tests.items():
             shown = {m: r for m, r in table.items() if m in ("ndcg@10", "recall@10", "mrr@10")} or table

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ragtune.inference.backends import source_and_backend
 from ragtune.retrieval.sharded import load_entry, sharded_cached_encode
 from ragtune.training.distributed import world_size
 
@@ -53,13 +54,20 @@ def texts_fingerprint(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-def cache_path(encoder, texts: list[str], kind: str, cache_dir: str | None = None) -> Path:
+def cache_path(encoder, texts: list[str], kind: str, cache_dir: str | None = None,
+               batch_size: int | None = None) -> Path:
     """`<cache root>/embeddings/<kind>-<key>.npy`: where `cached_encode` keeps these embeddings."""
     # Only the settings that shape this kind's embeddings: a new query length keeps the corpus entry.
     other = "doc" if kind == "query" else "query"
     settings = {k: v for k, v in encoder.cfg.__dict__.items() if k != "name" and not k.startswith(other)}
-    key_src = json.dumps({"weights": weights_fingerprint(encoder), "settings": settings, "kind": kind,
-                          "texts": texts_fingerprint(texts)}, sort_keys=True)
+    source, backend = source_and_backend(encoder)
+    key = {"weights": weights_fingerprint(source), "settings": settings, "kind": kind,
+           "texts": texts_fingerprint(texts)}
+    if backend != "torch":  # torch fp32 keys stay as they were before backends existed
+        key["backend"] = backend
+    if backend.endswith("int8"):  # activations are quantized per batch: the batches shape the embeddings
+        key["batch_size"] = batch_size
+    key_src = json.dumps(key, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
     return cache_root(cache_dir) / "embeddings" / f"{kind}-{key}.npy"
 
@@ -73,7 +81,7 @@ def cached_encode(encoder, texts: list[str], kind: str, cache_dir: str | None = 
     (final evaluation, mining) and the first collective would wait forever for the other ranks.
     Without a process group, or with one process, it is the single-process path.
     """
-    path = cache_path(encoder, texts, kind, cache_dir)
+    path = cache_path(encoder, texts, kind, cache_dir, batch_size)
     if collective and world_size() > 1:
         return sharded_cached_encode(encoder, texts, kind, path, batch_size, show_progress)
     if path.is_file():

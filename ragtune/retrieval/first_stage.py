@@ -26,6 +26,7 @@ import numpy as np
 from ragtune.config import BM25Settings, ConfigError, ExperimentConfig, HybridConfig
 from ragtune.data.beir import BeirDataset
 from ragtune.eval.metrics import Run
+from ragtune.inference.backends import for_inference
 from ragtune.retrieval.bm25 import BM25Config, BM25Index
 from ragtune.retrieval.cache import cached_encode
 from ragtune.retrieval.fusion import rrf, weighted_score_fusion
@@ -87,6 +88,8 @@ def first_stage_run(kind: Literal["dense", "bm25", "hybrid"], dataset: BeirDatas
         raise ValueError(f"first stage '{kind}' needs an encoder (Encoder.from_config(cfg.model))")
     if kind == "hybrid":
         check_hybrid(cfg.hybrid)
+    if encoder is not None:
+        encoder = for_inference(encoder, cfg.eval.backend, cfg.eval.cache_dir or None)
     top_k = top_k or max(cfg.eval.top_k, *cfg.eval.k_values)
     depth = max(cfg.hybrid.depth, top_k) if kind == "hybrid" else top_k
     qids = list(dataset.queries)

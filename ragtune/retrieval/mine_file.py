@@ -26,9 +26,11 @@ def mine(cfg, out: Path) -> dict[str, float]:
     dataset = load_split(cfg, "train")
     start = time.perf_counter()
     if cfg.mining.source == "dense":
-        from ragtune.models.encoder import Encoder  # torch/transformers only when needed
+        # torch/transformers only when needed
+        from ragtune.inference.backends import for_inference
+        from ragtune.models.encoder import Encoder
 
-        encoder = Encoder.from_config(cfg.model)
+        encoder = for_inference(Encoder.from_config(cfg.model), cfg.eval.backend, cfg.eval.cache_dir or None)
         candidates, scorer = dense_candidates(encoder, dataset, cfg.mining.top_k, cfg.eval.cache_dir or None,
                                               cfg.eval.batch_size, index=cfg.index)
     else:

@@ -31,6 +31,7 @@ from ragtune.data.pairs import (
     split_by_positive_doc,
 )
 from ragtune.eval.dense import candidate_pool, evaluate_dense
+from ragtune.inference.backends import for_inference
 from ragtune.losses import compute_loss, loss_spec
 from ragtune.models.biencoder import BiEncoder
 from ragtune.models.encoder import Encoder
@@ -239,7 +240,8 @@ def build(cfg, accelerator) -> Task:
         show = accelerator.is_main_process
         if split_name == "dev":
             return evaluate_dense(model.encoder, dev, cfg.eval, show_progress=False, use_cache=False).metrics
-        result = evaluate_dense(model.encoder, pairs.test(), cfg.eval, show_progress=show, index=cfg.index)
+        encoder = for_inference(model.encoder, cfg.eval.backend, cfg.eval.cache_dir or None)  # dev stays on torch
+        result = evaluate_dense(encoder, pairs.test(), cfg.eval, show_progress=show, index=cfg.index)
         return result.metrics
 
     if accelerator.is_main_process:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ragtune.data.folds import load_split
 from ragtune.eval.dense import evaluate_dense
+from ragtune.inference.backends import for_inference
 from ragtune.models.encoder import Encoder
 from ragtune.tasks import Task
 
@@ -14,6 +15,7 @@ def build(cfg, accelerator) -> Task:
     timings: dict[str, float] = {}
 
     def evaluate(model, split: str) -> dict[str, float]:
+        model = for_inference(model, cfg.eval.backend, cfg.eval.cache_dir or None)
         result = evaluate_dense(model, dataset, cfg.eval, show_progress=accelerator.is_main_process, index=cfg.index)
         timings.update({
             "corpus_encode_seconds": result.corpus_seconds,

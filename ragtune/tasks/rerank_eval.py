@@ -15,6 +15,7 @@ import functools
 from ragtune.config import ConfigError
 from ragtune.data.folds import dev_set, load_split
 from ragtune.eval.metrics import evaluate
+from ragtune.inference.backends import for_inference
 from ragtune.models.cross_encoder import CrossEncoder, format_doc
 from ragtune.models.generator import load_generator
 from ragtune.models.qlm_reranker import QLMReranker
@@ -27,7 +28,7 @@ from ragtune.rerank import (
     save_score_cache,
 )
 from ragtune.tasks import Task
-from ragtune.tasks.reranker import first_stage_runs, make_scorer, score_cache_path
+from ragtune.tasks.reranker import first_stage_runs, make_scorer, rerank_backend, score_cache_path
 
 SCORERS = ("cross_encoder", "qlm")
 
@@ -74,7 +75,7 @@ def build(cfg, accelerator) -> Task:
 
     def rerank_cached(m, run, queries, split: str):
         """Rerank the top retrieve_n; cross-encoder scores go through the on-disk cache."""
-        path = score_cache_path(cfg, m, split) if isinstance(m, CrossEncoder) else None
+        path = score_cache_path(cfg, m, split) if not isinstance(m, QLMReranker) else None
         cache = load_score_cache(path) if path else {}
         reranked, s = rerank_run(make_scorer(m, rc.batch_size), run, queries, doc_texts, rc.retrieve_n,
                                  rc.retrieve_n, cache=cache, show_progress=show, desc=f"rerank {split} ({rc.scorer})")
@@ -101,9 +102,12 @@ def build(cfg, accelerator) -> Task:
         return w
 
     def evaluate_split(m, split: str) -> dict[str, float]:
+        if rc.scorer == "cross_encoder":  # the query-likelihood LLM runs on torch
+            m = for_inference(m, rerank_backend(cfg), cfg.eval.cache_dir or None)
         scorer = make_scorer(m, rc.batch_size)
         if cheap is not None:
-            reranked, stats = cascade([(make_scorer(cheap, rc.batch_size), rc.cascade_keep), (scorer, rc.final_k)],
+            cheap_m = for_inference(cheap, rerank_backend(cfg), cfg.eval.cache_dir or None)
+            reranked, stats = cascade([(make_scorer(cheap_m, rc.batch_size), rc.cascade_keep), (scorer, rc.final_k)],
                                       run, queries, doc_texts, rc.retrieve_n, show_progress=show)
             for i, s in enumerate(stats):
                 timings.update(s.summary(f"cascade{i + 1}"))

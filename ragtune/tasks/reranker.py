@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from ragtune.config import ModelConfig
 from ragtune.data.folds import dev_set, dev_source_name, load_split
 from ragtune.eval.metrics import evaluate
+from ragtune.inference.backends import for_inference, source_and_backend
 from ragtune.losses import compute_loss, loss_spec
 from ragtune.models.cross_encoder import CrossEncoder, format_doc
 from ragtune.models.encoder import ENCODER_META, Encoder, resolve_model_path
@@ -69,9 +70,18 @@ def first_stage_runs(cfg, datasets: dict, show_progress: bool) -> tuple[dict, di
 def score_cache_path(cfg, model: CrossEncoder, split: str) -> Path:
     """Pair scores on disk, keyed by the weights and everything else that changes a score:
     reranking a second first stage (e.g. a fine-tuned bi-encoder) rescores only new pairs."""
-    key = hashlib.sha256(json.dumps([weights_fingerprint(model), model.max_length, model.query_max_length,
-                                     model.doc_template, cfg.data.dataset, split]).encode()).hexdigest()[:32]
+    source, backend = source_and_backend(model)
+    key = [weights_fingerprint(source), model.max_length, model.query_max_length, model.doc_template,
+           cfg.data.dataset, split] + ([backend] if backend != "torch" else [])  # fp32 keys as before backends
+    if backend.endswith("int8"):  # activations are quantized per batch: the batches shape the scores
+        key.append(cfg.rerank.batch_size)
+    key = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
     return cache_root(cfg.eval.cache_dir or None) / "rerank_scores" / f"{key}.json"
+
+
+def rerank_backend(cfg) -> str:
+    """The cross-encoders' backend: rerank.backend, or eval.backend when that is empty."""
+    return cfg.rerank.backend or cfg.eval.backend
 
 
 def make_scorer(model: CrossEncoder, batch_size: int):
@@ -116,7 +126,8 @@ def build(cfg, accelerator) -> Task:
         sub = {q: queries[q] for q in qids}
         scorer = make_scorer(m, rc.batch_size)
         if cheap is not None and split_name != "dev":
-            reranked, stats = cascade([(make_scorer(cheap, rc.batch_size), rc.cascade_keep),
+            cheap_m = for_inference(cheap, rerank_backend(cfg), cfg.eval.cache_dir or None)
+            reranked, stats = cascade([(make_scorer(cheap_m, rc.batch_size), rc.cascade_keep),
                                        (scorer, rc.final_k)], run, sub, doc_texts, n, show_progress=show)
             for i, s in enumerate(stats):
                 timings.update(s.summary(f"cascade{i + 1}"))
@@ -131,7 +142,10 @@ def build(cfg, accelerator) -> Task:
 
     def evaluate_split(m: CrossEncoder, split_name: str) -> dict[str, float]:
         """Metrics of the split reranked and mixed with the weight that is best on dev for these weights
-        (dev scores come from the on-disk cache after the first time)."""
+        (dev scores come from the on-disk cache after the first time). The test evaluations run on
+        eval.backend, their choice of w too; the dev evaluations inside training stay on torch."""
+        if split_name != "dev":
+            m = for_inference(m, rerank_backend(cfg), cfg.eval.cache_dir or None)
         dev = rerank_split(m, "dev")
         w = choose_interpolation(*dev, weights, metric)[0]
         reranked, run, qrels = dev if split_name == "dev" else rerank_split(m, split_name)

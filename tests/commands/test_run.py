@@ -77,9 +77,22 @@ def test_zero_shot_eval_matches_independent_computation(tmp_path, subprocess_env
     expected = independent_metrics(tiny_model_dir, tiny_data_root)
     assert results["final/test/ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=1e-4)
     assert results["final/test/recall@5"] == pytest.approx(expected["recall@5"], abs=1e-4)
+    assert results.pop("inference_backend") == "torch"  # every results file names how its tests ran
     assert all(k.startswith("final/test/") for k in results)
     assert json.loads((out / "config.json").read_text())["model"]["doc_max_length"] == 32
     assert "test/ndcg@10" in proc.stdout  # the printed table
+
+
+def test_zero_shot_eval_on_the_onnx_backend_matches_the_independent_computation(
+        tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out, _ = run_entry(tmp_path, subprocess_env, "eval", tiny_model_dir, tiny_data_root, "--eval.backend=onnx")
+    results = json.loads((out / "results.json").read_text())
+    expected = independent_metrics(tiny_model_dir, tiny_data_root)
+    assert results["inference_backend"] == "onnx"
+    assert results["final/test/ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=1e-4)
+    assert results["final/test/recall@5"] == pytest.approx(expected["recall@5"], abs=1e-4)
 
 
 def test_biencoder_training_improves_and_exports(tmp_path, subprocess_env, tiny_model_dir, tiny_data_root):

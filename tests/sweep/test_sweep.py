@@ -103,7 +103,8 @@ def test_sweep_runs_collects_skips_and_refuses_stale(tmp_path, subprocess_env, t
     assert [r["variant"] for r in rows] == names
     for row in rows:
         results = json.loads((out / row["variant"] / "results.json").read_text())
-        assert {k: float(row[k]) for k in results} == results  # every results.json key, exact
+        assert row["inference_backend"] == results.pop("inference_backend") == "torch"
+        assert {k: float(row[k]) for k in results} == results  # every other results.json key, exact
         cfg = json.loads((out / row["variant"] / "config.json").read_text())
         assert cfg["loss"]["temperature"] == float(row["loss.temperature"])
         assert cfg["log"]["group"] == "tiny_sweep" and cfg["log"]["run_name"] == f"tiny_sweep/{row['variant']}"

@@ -52,3 +52,28 @@ def test_a_bad_interpolation_grid_is_refused_before_any_work(rerank, metric, mes
                            train=TrainConfig(metric_for_best=metric), rerank=RerankConfig(first_stage="bm25", **rerank))
     with pytest.raises(ConfigError, match=message):
         rerank_eval.build(cfg, accelerator=None)  # no data, no model: it must fail on the config alone
+
+
+def test_an_int8_reranker_reranks_the_fp32_first_stages_candidates(tmp_path, subprocess_env, tiny_model_dir,
+                                                                   tiny_data_root):
+    """rerank.backend applies to the reranker alone: the dense first stage (baseline rows) stays fp32."""
+    from ragtune.models.cross_encoder import CrossEncoder
+    from tests.commands.test_run import run_entry
+
+    reranker = tmp_path / "reranker"
+    CrossEncoder.from_pretrained(str(tiny_model_dir), max_length=32, query_max_length=8).save(reranker)
+    common = ("--rerank.first_stage=dense", f"--rerank.first_stage_model={tiny_model_dir}", "--rerank.retrieve_n=10",
+              "--rerank.final_k=10")
+    results = {}
+    for backend in ("torch", "torch_int8"):
+        folder = tmp_path / backend
+        folder.mkdir()
+        out, _ = run_entry(folder, subprocess_env, "rerank_eval", reranker, tiny_data_root, *common,
+                           f"--rerank.backend={backend}")
+        results[backend] = json.loads((out / "results.json").read_text())
+    fp32, int8 = results["torch"], results["torch_int8"]
+    assert (int8["inference_backend"], int8["rerank_backend"]) == ("torch", "torch_int8")
+    assert fp32["rerank_backend"] == "torch"
+    assert {k: v for k, v in int8.items() if k.startswith("baseline/")} == \
+           {k: v for k, v in fp32.items() if k.startswith("baseline/")}  # the same candidate lists
+    assert set(int8) == set(fp32)

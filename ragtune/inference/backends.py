@@ -1,0 +1,169 @@
+"""Inference backends: the same `encode` / `score` as the torch models, run by int8 torch or onnxruntime.
+
+`for_inference(model, eval_cfg)` returns `model` itself for `eval.backend=torch` and otherwise a
+wrapper with the model's `encode` (bi-encoder) or `score` (cross-encoder): the same tokenization,
+length-sorted batching and outputs, with another forward:
+
+- `torch_int8`: a copy of the model with every `nn.Linear` dynamically quantized to int8
+  (`torch.ao.quantization.quantize_dynamic`; int8 weights per output channel, activations quantized
+  per batch);
+- `onnx`, `onnx_int8`: the model exported by ragtune/inference/onnx_export.py, run by onnxruntime;
+  exports are kept under `<cache root>/onnx/<weights key>/` so a second evaluation of the same weights
+  skips the export.
+
+The wrapper keeps the source model (`.source`) and names its `.backend`, which the embedding and
+score caches add to their keys: an int8 embedding never answers for an fp32 one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+import torch
+from torch import nn
+
+from ragtune.config import Backend
+from ragtune.inference.onnx_export import MODEL_FILE, ONNX_META, export_onnx, int8_name, quantize_int8, read_meta
+
+BACKENDS: tuple[str, ...] = get_args(Backend)
+
+
+def quantize_linear_int8(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose nn.Linear layers run int8: dynamic quantization, weights per output channel.
+    Per-tensor weight scales (torch's default) move MiniLM's embeddings far more (README, Inference)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's notice that it moves to torchao
+        return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.Linear: per_channel_dynamic_qconfig})
+
+
+def onnx_session(path: Path, threads: int = 0):
+    """An onnxruntime CPU session; `threads` 0 = torch's thread count (so OMP_NUM_THREADS holds for both)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_forward(session, names: list[str]):
+    """batch of torch tensors -> the graph's single output as float32 numpy."""
+    return lambda batch: session.run(None, {n: batch[n].numpy() for n in names})[0].astype(np.float32, copy=False)
+
+
+def export_dir(model, cache_dir: str | None, adapter: nn.Module | None = None) -> Path:
+    """Where the export of these weights (and adapter) lives: a key over weights and settings."""
+    from ragtune.retrieval.cache import cache_root, weights_fingerprint
+
+    settings = getattr(model, "cfg", None)
+    h = hashlib.sha256()
+    for part in (weights_fingerprint(model), type(model).__name__, repr(settings),
+                 repr(getattr(model, "late", None)), weights_fingerprint(adapter) if adapter is not None else ""):
+        h.update(part.encode())
+    return cache_root(cache_dir) / "onnx" / h.hexdigest()[:32]
+
+
+def exported(model, cache_dir: str | None, int8: bool, adapter: nn.Module | None = None) -> Path:
+    """The export folder for `model`, written on first use (fp32, and int8 when asked)."""
+    path = export_dir(model, cache_dir, adapter)
+    if not (path / ONNX_META).is_file():
+        # Written beside and renamed: a crash mid-export never leaves a folder that looks complete.
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        export_onnx(model if model.device.type == "cpu" else copy.deepcopy(model).cpu(), tmp, adapter=adapter)
+        try:
+            tmp.replace(path)
+        except OSError:  # another process finished the same export first
+            shutil.rmtree(tmp, ignore_errors=True)
+    if int8:
+        for file in set(read_meta(path)["files"].values()):
+            if not (path / int8_name(file)).is_file():
+                quantize_int8(path / file, path / int8_name(file))
+    return path
+
+
+def backend_forward(model, backend: str, cache_dir: str | None):
+    """`forward(batch of CPU tensors) -> float32 numpy` of `model` (Encoder or CrossEncoder) on `backend`."""
+    if backend == "torch_int8":
+        quantized = quantize_linear_int8(model)
+        return lambda batch: quantized(**batch).float().numpy()
+    int8 = backend == "onnx_int8"
+    path = exported(model, cache_dir, int8)
+    session = onnx_session(path / (int8_name(MODEL_FILE) if int8 else MODEL_FILE))
+    return onnx_forward(session, read_meta(path)["inputs"])
+
+
+class _Backend:
+    """The source model and its forward on the backend, built on first use: a run whose embeddings or
+    scores are all in the cache never quantizes or exports."""
+
+    def __init__(self, source, backend: str, cache_dir: str | None):
+        self.source, self.backend, self.cache_dir = source, backend, cache_dir
+        self._forward = None
+
+    @property
+    def forward(self):
+        if self._forward is None:
+            self._forward = backend_forward(self.source, self.backend, self.cache_dir)
+        return self._forward
+
+
+class BackendEncoder(_Backend):
+    """A bi-encoder's `encode` on another backend; `cfg`, `tokenizer` and the cache key's weights are the source's."""
+
+    def __init__(self, source, backend: str, cache_dir: str | None = None):
+        super().__init__(source, backend, cache_dir)
+        self.cfg, self.tokenizer = source.cfg, source.tokenizer
+
+    def encode(self, texts: list[str], kind: str = "doc", batch_size: int = 128,
+               show_progress: bool = True) -> np.ndarray:
+        with torch.inference_mode():
+            return self.source.encode_with(self.forward, texts, kind, batch_size, show_progress)
+
+
+class BackendCrossEncoder(_Backend):
+    """A cross-encoder's `score` on another backend; formatting settings are the source's."""
+
+    def __init__(self, source, backend: str, cache_dir: str | None = None):
+        super().__init__(source, backend, cache_dir)
+        self.tokenizer, self.doc_template = source.tokenizer, source.doc_template
+        self.max_length, self.query_max_length = source.max_length, source.query_max_length
+
+    def score(self, queries: list[str], docs: list[str], batch_size: int = 64,
+              show_progress: bool = False) -> np.ndarray:
+        with torch.inference_mode():
+            return self.source.score_with(self.forward, queries, docs, batch_size, show_progress)
+
+
+def for_inference(model, backend: str = "torch", cache_dir: str | None = None):
+    """`model` (an Encoder or a CrossEncoder) run by `backend`; `torch` returns it unchanged."""
+    from ragtune.models.cross_encoder import CrossEncoder
+    from ragtune.models.encoder import Encoder
+
+    if backend not in BACKENDS:
+        raise ValueError(f"eval.backend='{backend}' is not one of {list(BACKENDS)}")
+    if isinstance(model, _Backend):
+        model = model.source
+    if backend == "torch" or model is None:
+        return model
+    if isinstance(model, Encoder):
+        return BackendEncoder(model, backend, cache_dir)
+    if isinstance(model, CrossEncoder):
+        return BackendCrossEncoder(model, backend, cache_dir)
+    raise TypeError(f"eval.backend='{backend}' runs bi-encoders and cross-encoders, not {type(model).__name__}")
+
+
+def source_and_backend(model) -> tuple[object, str]:
+    """(the torch model whose weights key a cache, its backend): caches call this on whatever they get."""
+    if isinstance(model, _Backend):
+        return model.source, model.backend
+    return model, "torch"
