@@ -5,6 +5,7 @@
     ragtune cv --config configs/cranfield_adapter.py --folds 5
     ragtune ladder --data.data_root=DIR --data.dataset=NAME
     ragtune adapt --config configs/scifact_adapt.py   # no labels: synthetic queries -> pseudo-labels -> train
+    ragtune export-onnx runs/scifact_biencoder/model --out deploy/biencoder --int8
     ragtune mine | encode | chroma | synth | grounded-reference | verify-lora-reload ...
 
 Each command is a module of ragtune/commands with a `main(argv) -> exit code`.
@@ -27,6 +28,7 @@ COMMANDS = {
     "chroma": ("ragtune.commands.chroma", "a corpus in ChromaDB queried with the (adapted) query side vs exact"),
     "synth": ("ragtune.commands.synth", "synthetic queries from a causal LM into a training JSONL"),
     "adapt": ("ragtune.commands.adapt", "no labels: synthetic queries, teacher pseudo-labels, training, test"),
+    "export-onnx": ("ragtune.commands.export_onnx", "a saved model to ONNX for onnxruntime, checked against torch"),
     "teacher-scores": ("ragtune.tasks.reranker", "a saved reranker's scores on train groups, for distillation"),
     "grounded-reference": ("ragtune.commands.grounded_reference", "reference scores of grounded answers"),
     "verify-lora-reload": ("ragtune.commands.verify_lora_reload", "reload a saved LoRA generator and compare"),
