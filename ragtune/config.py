@@ -24,7 +24,6 @@ class ConfigError(ValueError):
     """A bad config file, key or value; the message says which and what was expected."""
 
 
-Backend = Literal["torch", "torch_int8", "onnx", "onnx_int8"]
 # tasks whose models the inference backend runs (the others train or score with torch alone)
 BACKEND_TASKS = ("eval", "biencoder", "hybrid", "reranker", "rerank_eval")
 
@@ -126,7 +125,7 @@ class EvalConfig:
     # how encoding, mining, test evaluation and reranking run their models (ragtune/inference/backends.py):
     # torch fp32, torch with int8 Linear layers, or an ONNX export in onnxruntime (fp32 or int8). Dev
     # evaluations inside training stay on torch fp32, so checkpoint selection never depends on it
-    backend: Backend = "torch"
+    backend: Literal["torch", "torch_int8", "onnx", "onnx_int8"] = "torch"
     k_values: tuple[int, ...] = (1, 10, 100)
     batch_size: int = 128
     top_k: int = 100

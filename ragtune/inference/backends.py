@@ -23,16 +23,16 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import get_args
+from typing import get_args, get_type_hints
 
 import numpy as np
 import torch
 from torch import nn
 
-from ragtune.config import Backend
+from ragtune.config import EvalConfig
 from ragtune.inference.onnx_export import MODEL_FILE, ONNX_META, export_onnx, int8_name, quantize_int8, read_meta
 
-BACKENDS: tuple[str, ...] = get_args(Backend)
+BACKENDS: tuple[str, ...] = get_args(get_type_hints(EvalConfig)["backend"])
 
 
 def quantize_linear_int8(model: nn.Module) -> nn.Module:
