@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         adapter = load_adapter(args.adapter) if args.adapter else None
         if adapter is not None and kind != "bi_encoder":
             raise ValueError(f"--adapter folds into a bi-encoder's query graph; {args.model} is a {kind}")
+        if adapter is not None and adapter.dim != model.backbone.config.hidden_size:
+            raise ValueError(f"--adapter {args.adapter} maps {adapter.dim}-d embeddings; {args.model} gives "
+                             f"{model.backbone.config.hidden_size}-d")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def export_graph(graph: nn.Module, inputs: dict[str, torch.Tensor], output: str,
         program = torch.onnx.export(graph, (), kwargs=inputs, dynamo=True, input_names=list(inputs),
                                     output_names=[output], opset_version=OPSET, verbose=False,
                                     dynamic_shapes={name: {0: batch, 1: tokens} for name in inputs})
-    tmp = path.with_suffix(".tmp.onnx")
+    tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
     program.save(str(tmp), external_data=False)
     fuse_for_onnxruntime(tmp)
     tmp.replace(path)
@@ -117,7 +118,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     """onnxruntime dynamic int8 quantization of the MatMuls (weights per output channel)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = dst.with_suffix(".tmp.onnx")
+    tmp = dst.with_suffix(f".tmp{os.getpid()}.onnx")  # several processes may quantize the same export
     quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
     tmp.replace(dst)
     return dst

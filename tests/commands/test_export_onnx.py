@@ -47,3 +47,11 @@ def test_an_adapter_on_a_reranker_is_refused_before_exporting(tmp_path, capsys):
     code = main([str(tmp_path / "reranker"), "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "x")])
     assert code == 2 and "cross_encoder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_an_adapter_of_another_width_is_refused_before_exporting(tmp_path, tiny_model_dir, capsys):
+    save_adapter(QueryAdapter(16), tmp_path / "adapter")
+    code = main([str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and "maps 16-d embeddings" in err and "gives 32-d" in err
+    assert not (tmp_path / "x").exists()
