@@ -18,6 +18,5 @@ def get_config() -> ExperimentConfig:
         eval=EvalConfig(k_values=(1, 10, 20)),
         log=LogConfig(wandb="disabled"),
         rerank=RerankConfig(first_stage="hybrid", first_stage_model="minilm", retrieve_n=20, final_k=20,
-                            batch_size=50,
                             interpolate_grid=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
     )

@@ -27,6 +27,6 @@ def get_config() -> ExperimentConfig:
         train=TrainConfig(epochs=3, max_examples=2600, batch_size=4),
         eval=EvalConfig(k_values=(1, 10, 50)),  # @50 = the reranked depth: recall@50 is unchanged by design
         log=LogConfig(wandb="disabled"),
-        rerank=RerankConfig(final_k=50, max_length=192, query_max_length=48, batch_size=50,
+        rerank=RerankConfig(final_k=50, max_length=192, query_max_length=48,
                             hard_fraction=0.57, dev_n=10),
     )

@@ -127,7 +127,9 @@ class EvalConfig:
     # evaluations inside training stay on torch fp32, so checkpoint selection never depends on it
     backend: Literal["torch", "torch_int8", "onnx", "onnx_int8"] = "torch"
     k_values: tuple[int, ...] = (1, 10, 100)
-    batch_size: int = 128
+    # texts per forward when encoding. Small batches run fastest on a CPU, one batch per core side by side
+    # (ragtune/models/parallel_batches.py; README, Inference); on a GPU raise it (e.g. 256)
+    batch_size: int = 16
     top_k: int = 100
     cache_dir: str = ""  # "" -> $RAGTUNE_CACHE -> ~/.cache/ragtune
     baseline: bool = True  # training runs evaluate test before training too
@@ -217,7 +219,7 @@ class RerankConfig:
     retrieve_n: int = 50
     final_k: int = 10
     max_length: int = 256
-    batch_size: int = 64
+    batch_size: int = 16  # pairs per forward at inference; as eval.batch_size (a GPU wants more)
     query_max_length: int = 64  # the query is cut to this first; truncation then cuts the document only
     doc_template: str = "{title} {text}"  # how a document is shown to the reranker
     group_size: int = 8  # training group [pos, neg_1..neg_{G-1}]

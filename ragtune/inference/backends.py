@@ -21,6 +21,7 @@ import copy
 import hashlib
 import os
 import shutil
+import threading
 import warnings
 from pathlib import Path
 from typing import get_args, get_type_hints
@@ -33,6 +34,7 @@ from ragtune.config import EvalConfig
 from ragtune.inference.onnx_export import MODEL_FILE, ONNX_META, export_onnx, int8_name, quantize_int8, read_meta
 
 BACKENDS: tuple[str, ...] = get_args(get_type_hints(EvalConfig)["backend"])
+CPU = torch.device("cpu")  # where every non-torch backend runs
 
 
 def quantize_linear_int8(model: nn.Module) -> nn.Module:
@@ -56,9 +58,21 @@ def onnx_session(path: Path, threads: int = 0):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_forward(session, names: list[str]):
-    """batch of torch tensors -> the graph's single output as float32 numpy."""
-    return lambda batch: session.run(None, {n: batch[n].numpy() for n in names})[0].astype(np.float32, copy=False)
+def onnx_forward(path: Path, names: list[str]):
+    """batch of torch tensors -> the graph's single output as float32 numpy.
+
+    The session's intra-op threads follow torch's count at call time: all of them for batches run one
+    after another, 1 inside `map_batches`' per-core workers (sessions built on first use, one per count)."""
+    sessions, lock = {}, threading.Lock()
+
+    def forward(batch: dict[str, torch.Tensor]) -> np.ndarray:
+        threads = torch.get_num_threads()
+        with lock:
+            if threads not in sessions:
+                sessions[threads] = onnx_session(path, threads)
+        return sessions[threads].run(None, {n: batch[n].numpy() for n in names})[0].astype(np.float32, copy=False)
+
+    return forward
 
 
 def export_dir(model, cache_dir: str | None, adapter: nn.Module | None = None) -> Path:
@@ -98,8 +112,7 @@ def backend_forward(model, backend: str, cache_dir: str | None):
         return lambda batch: quantized(**batch).float().numpy()
     int8 = backend == "onnx_int8"
     path = exported(model, cache_dir, int8)
-    session = onnx_session(path / (int8_name(MODEL_FILE) if int8 else MODEL_FILE))
-    return onnx_forward(session, read_meta(path)["inputs"])
+    return onnx_forward(path / (int8_name(MODEL_FILE) if int8 else MODEL_FILE), read_meta(path)["inputs"])
 
 
 class _Backend:
@@ -124,10 +137,10 @@ class BackendEncoder(_Backend):
         super().__init__(source, backend, cache_dir)
         self.cfg, self.tokenizer = source.cfg, source.tokenizer
 
-    def encode(self, texts: list[str], kind: str = "doc", batch_size: int = 128,
+    def encode(self, texts: list[str], kind: str = "doc", batch_size: int = 16,
                show_progress: bool = True) -> np.ndarray:
         with torch.inference_mode():
-            return self.source.encode_with(self.forward, texts, kind, batch_size, show_progress)
+            return self.source.encode_with(self.forward, texts, kind, batch_size, show_progress, CPU)
 
 
 class BackendCrossEncoder(_Backend):
@@ -138,10 +151,10 @@ class BackendCrossEncoder(_Backend):
         self.tokenizer, self.doc_template = source.tokenizer, source.doc_template
         self.max_length, self.query_max_length = source.max_length, source.query_max_length
 
-    def score(self, queries: list[str], docs: list[str], batch_size: int = 64,
+    def score(self, queries: list[str], docs: list[str], batch_size: int = 16,
               show_progress: bool = False) -> np.ndarray:
         with torch.inference_mode():
-            return self.source.score_with(self.forward, queries, docs, batch_size, show_progress)
+            return self.source.score_with(self.forward, queries, docs, batch_size, show_progress, CPU)
 
 
 def for_inference(model, backend: str = "torch", cache_dir: str | None = None):

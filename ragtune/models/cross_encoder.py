@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ragtune.data.beir import Doc
 from ragtune.models.encoder import resolve_model_path
+from ragtune.models.parallel_batches import even_batches, map_batches
 
 CROSS_ENCODER_META = "ragtune_cross_encoder.json"
 
@@ -87,7 +88,7 @@ class CrossEncoder(nn.Module):
         return dict(self.tokenizer.pad(self._pair_ids(queries, docs), return_tensors="pt"))
 
     @torch.inference_mode()
-    def score(self, queries: list[str], docs: list[str], batch_size: int = 64,
+    def score(self, queries: list[str], docs: list[str], batch_size: int = 16,
               show_progress: bool = False) -> np.ndarray:
         """(N,) float32 logits for the pairs (queries[i], docs[i]), in input order.
 
@@ -103,18 +104,23 @@ class CrossEncoder(nn.Module):
         return out
 
     def score_with(self, forward, queries: list[str], docs: list[str], batch_size: int,
-                   show_progress: bool) -> np.ndarray:
+                   show_progress: bool, device: torch.device | None = None) -> np.ndarray:
         """`score`'s batching with another forward: `forward(padded batch of CPU tensors) -> (B,) float32`
-        (the int8 and ONNX backends of ragtune/inference/backends.py)."""
+        (the int8 and ONNX backends of ragtune/inference/backends.py). `device` is where the forward
+        runs (default: the model's); on a CPU the batches run one per core."""
         if len(queries) != len(docs):
             raise ValueError(f"{len(queries)} queries for {len(docs)} docs")
         tokens = self._pair_ids(queries, docs)
         order = np.argsort([-len(ids) for ids in tokens["input_ids"]], kind="stable")
         out = np.empty(len(queries), dtype=np.float32)
-        for start in tqdm(range(0, len(queries), batch_size), desc="rerank", disable=not show_progress,
-                          unit="batch"):
-            idx = order[start:start + batch_size]
-            batch = self.tokenizer.pad({k: [tokens[k][i] for i in idx] for k in tokens.keys()},
-                                       return_tensors="pt")
-            out[idx] = forward(dict(batch))
+        batches = even_batches(order, batch_size)
+
+        def run(idx: np.ndarray) -> np.ndarray:
+            return forward(dict(self.tokenizer.pad({k: [tokens[k][i] for i in idx] for k in tokens.keys()},
+                                                   return_tensors="pt")))
+
+        results = map_batches(run, batches, device or self.device)
+        for idx, scores in tqdm(zip(batches, results, strict=True), total=len(batches), desc="rerank",
+                                disable=not show_progress, unit="batch"):
+            out[idx] = scores
         return out

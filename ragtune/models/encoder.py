@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
 from ragtune.config import ConfigError, ModelConfig
+from ragtune.models.parallel_batches import even_batches, map_batches
 from ragtune.models.pooling import POOLING_METHODS, pool
 
 # alias -> (pip package that ships the weights, folder inside it, install hint)
@@ -109,7 +110,7 @@ class Encoder(nn.Module):
                                    max_length=max_length, return_tensors="pt"))
 
     @torch.inference_mode()
-    def encode(self, texts: list[str], kind: str = "doc", batch_size: int = 128,
+    def encode(self, texts: list[str], kind: str = "doc", batch_size: int = 16,
                show_progress: bool = True) -> np.ndarray:
         """(N, H) float32 embeddings in input order.
 
@@ -125,17 +126,23 @@ class Encoder(nn.Module):
         self.train(was_training)
         return out
 
-    def encode_with(self, forward, texts: list[str], kind: str, batch_size: int, show_progress: bool) -> np.ndarray:
+    def encode_with(self, forward, texts: list[str], kind: str, batch_size: int, show_progress: bool,
+                    device: torch.device | None = None) -> np.ndarray:
         """`encode`'s batching with another forward: `forward(padded batch of CPU tensors) -> (B, H) float32`.
-        The inference backends (ragtune/inference/backends.py) run this one loop with int8 or ONNX models."""
+        The inference backends (ragtune/inference/backends.py) run this one loop with int8 or ONNX models.
+        `device` is where the forward runs (default: the model's); on a CPU the batches run one per core."""
         prefix, max_length = self._prefix_and_length(kind)
         tokens = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)
         order = np.argsort([-len(ids) for ids in tokens["input_ids"]], kind="stable")
         out = np.empty((len(texts), self.backbone.config.hidden_size), dtype=np.float32)
-        batches = range(0, len(texts), batch_size)
-        for start in tqdm(batches, desc=f"encode {kind}s", disable=not show_progress, unit="batch"):
-            idx = order[start:start + batch_size]
-            batch = self.tokenizer.pad({k: [tokens[k][i] for i in idx] for k in tokens.keys()},
-                                       return_tensors="pt")
-            out[idx] = forward(dict(batch))
+        batches = even_batches(order, batch_size)
+
+        def run(idx: np.ndarray) -> np.ndarray:
+            return forward(dict(self.tokenizer.pad({k: [tokens[k][i] for i in idx] for k in tokens.keys()},
+                                                   return_tensors="pt")))
+
+        results = map_batches(run, batches, device or self.device)
+        for idx, emb in tqdm(zip(batches, results, strict=True), total=len(batches), desc=f"encode {kind}s",
+                             disable=not show_progress, unit="batch"):
+            out[idx] = emb
         return out

@@ -67,6 +67,7 @@ def cache_path(encoder, texts: list[str], kind: str, cache_dir: str | None = Non
         key["backend"] = backend
     if backend.endswith("int8"):  # activations are quantized per batch: the batches shape the embeddings
         key["batch_size"] = batch_size
+        key["batches"] = "even"  # even_batches' split (not the earlier fixed-size one)
     key_src = json.dumps(key, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
     return cache_root(cache_dir) / "embeddings" / f"{kind}-{key}.npy"

@@ -74,7 +74,7 @@ def score_cache_path(cfg, model: CrossEncoder, split: str) -> Path:
     key = [weights_fingerprint(source), model.max_length, model.query_max_length, model.doc_template,
            cfg.data.dataset, split] + ([backend] if backend != "torch" else [])  # fp32 keys as before backends
     if backend.endswith("int8"):  # activations are quantized per batch: the batches shape the scores
-        key.append(cfg.rerank.batch_size)
+        key += [cfg.rerank.batch_size, "even batches"]  # even_batches' split (not the earlier fixed-size one)
     key = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
     return cache_root(cfg.eval.cache_dir or None) / "rerank_scores" / f"{key}.json"
 
