@@ -33,7 +33,7 @@ from experiments.bench.common import REPO, mark_loaded, median_ratio, print_tabl
 
 PEER_PYTHON = REPO / ".venv-onnx-peer" / "bin" / "python"
 RAGTUNE_BACKENDS = ("torch", "torch_int8", "onnx", "onnx_int8")
-ST_BACKENDS = ("torch", "onnx", "onnx_qint8", "openvino")
+ST_BACKENDS = ("torch", "onnx", "onnx_qint8", "onnx_qint8_vnni", "openvino")
 MOD, PEER = "experiments.bench.inference", "experiments.bench.st_backends_peer"
 
 
@@ -261,7 +261,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     texts_file, cache_dir, st_dir = out / "texts.json", out / "cache", out / "st_model"
     doc_ids, qids, qrels = write_texts(texts_file)
-    if PEER_PYTHON.is_file() and not (st_dir / "onnx" / "model.onnx").is_file():
+    if PEER_PYTHON.is_file() and not (st_dir / "onnx" / "model_qint8_avx512_vnni.onnx").is_file():
         from ragtune.models.encoder import resolve_model_path
 
         shutil.rmtree(st_dir, ignore_errors=True)

@@ -1,10 +1,10 @@
 """sentence-transformers' CPU backends, run in .venv-onnx-peer (scripts/setup_onnx_peer.sh) by
 experiments/bench/inference.py. No ragtune import: that environment pins another transformers.
 
-Backends: `torch`, `onnx` (optimum's export), `onnx_qint8` (sentence-transformers'
-`export_dynamic_quantized_onnx_model` with its avx2 config, the one for this machine's CPU),
-`openvino` (fp32). Static int8 OpenVINO needs a calibration dataset from the Hugging Face Hub,
-which this machine cannot reach, so it is not a row.
+Backends: `torch`, `onnx` (optimum's export), `onnx_qint8` and `onnx_qint8_vnni` (sentence-transformers'
+`export_dynamic_quantized_onnx_model` with its avx2 and avx512_vnni configs: which one a CPU runs
+fastest depends on its instruction set, so both are rows), `openvino` (fp32). Static int8 OpenVINO
+needs a calibration dataset from the Hugging Face Hub, which this machine cannot reach, so it is not a row.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from experiments.bench.common import mark_loaded
 
-QINT8_FILE = "onnx/model_quint8_avx2.onnx"  # what export_dynamic_quantized_onnx_model names the avx2 file
+# what export_dynamic_quantized_onnx_model names its files, by config
+QINT8_FILES = {"onnx_qint8": "onnx/model_quint8_avx2.onnx", "onnx_qint8_vnni": "onnx/model_qint8_avx512_vnni.onnx"}
 
 
 def _load(model_dir: str, backend: str, max_length: int):
@@ -25,8 +26,8 @@ def _load(model_dir: str, backend: str, max_length: int):
         model = SentenceTransformer(model_dir, device="cpu")
     elif backend == "onnx":
         model = SentenceTransformer(model_dir, backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})
-    elif backend == "onnx_qint8":
-        model = SentenceTransformer(model_dir, backend="onnx", model_kwargs={"file_name": QINT8_FILE})
+    elif backend in QINT8_FILES:
+        model = SentenceTransformer(model_dir, backend="onnx", model_kwargs={"file_name": QINT8_FILES[backend]})
     elif backend == "openvino":
         model = SentenceTransformer(model_dir, backend="openvino")
     else:
@@ -44,7 +45,8 @@ def prepare(model_dir: str) -> dict:
     onnx = SentenceTransformer(model_dir, backend="onnx")
     onnx.save_pretrained(model_dir)  # onnx/model.onnx
     export_dynamic_quantized_onnx_model(onnx, "avx2", model_dir)
-    done["onnx"] = done["onnx_qint8"] = True
+    export_dynamic_quantized_onnx_model(onnx, "avx512_vnni", model_dir)
+    done["onnx"] = done["onnx_qint8"] = done["onnx_qint8_vnni"] = True
     try:
         SentenceTransformer(model_dir, backend="openvino").save_pretrained(model_dir)
         done["openvino"] = True
