@@ -35,6 +35,15 @@ def cpu_workers(device: torch.device, n_batches: int) -> int:
     return max(1, min(torch.get_num_threads(), n_batches)) if device.type == "cpu" else 1
 
 
+_pools: dict[int, ThreadPoolExecutor] = {}  # by worker count, kept between calls (new threads cost a few %)
+
+
+def _workers_pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="ragtune-batch")
+    return _pools[workers]
+
+
 def map_batches(fn: Callable[[Batch], Out], batches: Sequence[Batch], device: torch.device) -> Iterator[Out]:
     """`fn(batch)` for each batch, results in input order; on a CPU, `cpu_workers` batches at a time.
 
@@ -54,7 +63,6 @@ def map_batches(fn: Callable[[Batch], Out], batches: Sequence[Batch], device: to
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="ragtune-batch") as pool:
-            yield from pool.map(run, batches)
+        yield from _workers_pool(workers).map(run, batches)
     finally:
         torch.set_num_threads(threads)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ragtune.inference.backends import source_and_backend
+from ragtune.inference.backends import backend_cache_tag, source_and_backend
 from ragtune.retrieval.sharded import load_entry, sharded_cached_encode
 from ragtune.training.distributed import world_size
 
@@ -64,7 +64,7 @@ def cache_path(encoder, texts: list[str], kind: str, cache_dir: str | None = Non
     key = {"weights": weights_fingerprint(source), "settings": settings, "kind": kind,
            "texts": texts_fingerprint(texts)}
     if backend != "torch":  # torch fp32 keys stay as they were before backends existed
-        key["backend"] = backend
+        key["backend"] = backend_cache_tag(backend)
     if backend.endswith("int8"):  # activations are quantized per batch: the batches shape the embeddings
         key["batch_size"] = batch_size
         key["batches"] = "even"  # even_batches' split (not the earlier fixed-size one)

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from ragtune.config import ModelConfig
 from ragtune.data.folds import dev_set, dev_source_name, load_split
 from ragtune.eval.metrics import evaluate
-from ragtune.inference.backends import for_inference, source_and_backend
+from ragtune.inference.backends import backend_cache_tag, for_inference, source_and_backend
 from ragtune.losses import compute_loss, loss_spec
 from ragtune.models.cross_encoder import CrossEncoder, format_doc
 from ragtune.models.encoder import ENCODER_META, Encoder, resolve_model_path
@@ -72,7 +72,9 @@ def score_cache_path(cfg, model: CrossEncoder, split: str) -> Path:
     reranking a second first stage (e.g. a fine-tuned bi-encoder) rescores only new pairs."""
     source, backend = source_and_backend(model)
     key = [weights_fingerprint(source), model.max_length, model.query_max_length, model.doc_template,
-           cfg.data.dataset, split] + ([backend] if backend != "torch" else [])  # fp32 keys as before backends
+           cfg.data.dataset, split]
+    if backend != "torch":  # fp32 keys as before backends
+        key.append(backend_cache_tag(backend))
     if backend.endswith("int8"):  # activations are quantized per batch: the batches shape the scores
         key += [cfg.rerank.batch_size, "even batches"]  # even_batches' split (not the earlier fixed-size one)
     key = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]

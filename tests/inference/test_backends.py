@@ -128,3 +128,48 @@ def test_backend_checked_when_the_config_is_parsed(tmp_path):
     cfg = load_config(config, {"task": "rerank_eval", "rerank.backend": "onnx_int8"})
     assert (cfg.eval.backend, rerank_backend(cfg)) == ("torch", "onnx_int8")  # fp32 first stage, int8 reranker
     assert rerank_backend(load_config(config, {"task": "rerank_eval", "eval.backend": "torch_int8"})) == "torch_int8"
+
+
+def int8_linear_by_hand(x: torch.Tensor, linear: torch.nn.Linear, levels: int) -> torch.Tensor:
+    """Dynamic int8 by the formula. Weights per output channel, symmetric: w_q = round(w / s_w), with
+    s_w = max|w| / 127.5 (torch's symmetric observer spreads [-max, max] over 255 steps). Activations per
+    tensor, asymmetric over [min(x, 0), max(x, 0)] on `levels` steps: x_q = clamp(round(x / s_x) + z, 0,
+    levels - 1). Then y = s_x s_w (x_q - z) w_q^T + b."""
+    w = linear.weight.detach()
+    s_w = w.abs().amax(1) / 127.5
+    w_q = torch.clamp(torch.round(w / s_w[:, None]), -128, 127)
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    s_x = (hi - lo) / (levels - 1)
+    z = round(-lo / s_x)
+    x_q = torch.clamp(torch.round(x / s_x) + z, 0, levels - 1)
+    return s_x * ((x_q - z) @ w_q.T) * s_w + linear.bias.detach()
+
+
+@pytest.mark.parametrize("full_range", [False, True])
+def test_torch_int8_linear_matches_the_formula(full_range):
+    from ragtune.inference.backends import quantize_linear_int8, vnni_cpu
+
+    if full_range and not vnni_cpu():
+        pytest.skip("8-bit activations are only used (and only exact) on a CPU with VNNI")
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 24)
+    x = torch.randn(7, 48) * 3 + 0.5
+    quantized = quantize_linear_int8(torch.nn.Sequential(linear), full_range=full_range)
+    got = quantized(x)
+    own, other = (256, 128) if full_range else (128, 256)
+    gap_own = (got - int8_linear_by_hand(x, linear, own)).abs().max()
+    gap_other = (got - int8_linear_by_hand(x, linear, other)).abs().max()
+    # the formula up to a rounding tie or two (a step of x times a weight), and not the other bit count's
+    step = (max(float(x.max()), 0) - min(float(x.min()), 0)) / (own - 1)
+    assert gap_own < 2 * step * linear.weight.abs().max()
+    assert gap_own < gap_other / 3 and gap_own < (got - linear(x)).abs().max() / 3
+
+
+def test_cache_tag_names_torch_int8_activation_bits(monkeypatch):
+    import ragtune.inference.backends as backends
+
+    monkeypatch.setattr(backends, "vnni_cpu", lambda: True)
+    assert backends.backend_cache_tag("torch_int8") == "torch_int8-a8"
+    assert backends.backend_cache_tag("onnx_int8") == "onnx_int8"
+    monkeypatch.setattr(backends, "vnni_cpu", lambda: False)
+    assert backends.backend_cache_tag("torch_int8") == "torch_int8"
