@@ -7,7 +7,7 @@ import torch
 from ragtune.config import ModelConfig
 from ragtune.models.cross_encoder import CrossEncoder
 from ragtune.models.encoder import Encoder
-from ragtune.models.parallel_batches import cpu_workers, map_batches
+from ragtune.models.parallel_batches import cpu_workers, even_batches, map_batches
 
 CPU, META = torch.device("cpu"), torch.device("meta")  # meta stands in for an accelerator
 TEXTS = [f"text {i} " + "word " * (i % 7) for i in range(23)]
@@ -19,6 +19,15 @@ def two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(threads)
+
+
+def test_even_batches_fewest_batches_sizes_within_one_order_kept():
+    batches = even_batches(np.arange(50), 16)
+    assert [len(b) for b in batches] == [13, 13, 12, 12]
+    np.testing.assert_array_equal(np.concatenate(batches), np.arange(50))
+    assert [len(b) for b in even_batches(np.arange(32), 16)] == [16, 16]
+    assert [len(b) for b in even_batches(np.arange(5), 16)] == [5]
+    assert even_batches(np.arange(0), 16) == []
 
 
 def test_workers_one_per_thread_and_batch_on_cpu_only(two_threads):
