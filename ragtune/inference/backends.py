@@ -18,6 +18,7 @@ score caches add to their keys: an int8 embedding never answers for an fp32 one.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 import shutil
@@ -37,6 +38,7 @@ BACKENDS: tuple[str, ...] = get_args(get_type_hints(EvalConfig)["backend"])
 CPU = torch.device("cpu")  # where every non-torch backend runs
 
 
+@functools.cache  # read once: cache keys ask for every entry
 def vnni_cpu() -> bool:
     """Whether the CPU has VNNI (int8 dot products summed straight into int32; Linux's cpuinfo flags)."""
     try:

@@ -27,6 +27,8 @@ def even_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """`order` cut into the fewest batches of at most `batch_size`, sizes differing by at most one: a
     reranker's top 50 at batch 16 is 13, 13, 12, 12 (two batches per core on two cores), not 16, 16,
     16, 2 (one core idle while the other runs its second 16)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     return np.array_split(order, -(-len(order) // batch_size)) if len(order) else []
 
 

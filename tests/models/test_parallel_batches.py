@@ -28,6 +28,8 @@ def test_even_batches_fewest_batches_sizes_within_one_order_kept():
     assert [len(b) for b in even_batches(np.arange(32), 16)] == [16, 16]
     assert [len(b) for b in even_batches(np.arange(5), 16)] == [5]
     assert even_batches(np.arange(0), 16) == []
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        even_batches(np.arange(5), 0)
 
 
 def test_workers_one_per_thread_and_batch_on_cpu_only(two_threads):
