@@ -229,8 +229,15 @@ class RerankConfig:
     dev_n: int = 20  # dev (checkpoint selection) reranks only the top dev_n of the held-out queries
     scorer: Literal["cross_encoder", "qlm"] = "cross_encoder"  # rerank_eval task
     # the cross-encoders' inference backend (test evaluations); "" = eval.backend. Apart from it, the
-    # first stage can stay fp32 (the same candidate lists) while the reranker runs int8
-    backend: Literal["", "torch", "torch_int8", "onnx", "onnx_int8"] = ""
+    # first stage can stay fp32 (the same candidate lists) while the reranker runs int8.
+    # torch_int8_smooth: torch_int8 after SmoothQuant scales (ragtune/inference/smooth_quant.py)
+    backend: Literal["", "torch", "torch_int8", "torch_int8_smooth", "onnx", "onnx_int8"] = ""
+    # torch_int8_smooth: the alphas tried; the one whose logits are closest to fp32 on unlabelled
+    # corpus pairs wins (plain int8 is always a candidate)
+    int8_smooth_alphas: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    # pseudo-queries (doc titles) x 8 BM25 neighbours from the corpus: half set the channel ranges,
+    # half choose alpha (ragtune/inference/calibration.py; no split's queries or qrels)
+    int8_calibration_queries: int = 64
     cascade_model: str = ""  # a cheap reranker folder: N -> cascade_keep with it, then the main one -> final_k
     cascade_keep: int = 20
     max_queries: int = 0  # > 0: rerank only the first n eval queries (slow scorers such as qlm)
@@ -509,6 +516,10 @@ def _within(low, high, high_open=False):
     return lambda v: low <= v <= high, f"must be in [{low}, {high}]"
 
 
+def _above_within(low, high):
+    return lambda v: low < v <= high, f"must be in ({low}, {high}]"
+
+
 def _each(check):
     test, text = check
     return lambda v: all(test(x) for x in v), text.replace("must be", "every value must be")
@@ -549,6 +560,7 @@ RANGE_RULES: dict[str, tuple] = {
     "rerank.cascade_keep": _at_least(1), "rerank.max_queries": _at_least(0),
     "rerank.qlm_doc_max_tokens": _at_least(1),
     "rerank.interpolate": _within(0.0, 1.0), "rerank.interpolate_grid": _each(_within(0.0, 1.0)),
+    "rerank.int8_smooth_alphas": _each(_above_within(0.0, 1.0)), "rerank.int8_calibration_queries": _at_least(2),
     "late.dim": _at_least(1), "late.query_length": _at_least(1), "late.rerank_n": _at_least(1),
     "late.search_batch_elements": _at_least(1),
     "synth.chunk_size": _at_least(1), "synth.chunk_overlap": _at_least(0), "synth.queries_per_chunk": _at_least(1),
@@ -605,6 +617,8 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
             errors.append((key, f"'{backend}' runs the models of the {tasks} tasks; task '{cfg.task}' runs on torch"))
         elif backend.startswith("onnx") and not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript")):
             errors.append((key, f"'{backend}' needs onnxruntime and onnxscript: pip install 'ragtune[onnx]'"))
+    if cfg.rerank.backend == "torch_int8_smooth" and not cfg.rerank.int8_smooth_alphas:
+        errors.append(("rerank.int8_smooth_alphas", "torch_int8_smooth needs at least one alpha"))
     if cfg.synth.chunk_overlap >= cfg.synth.chunk_size:
         errors.append(("synth.chunk_overlap", f"must be < synth.chunk_size ({cfg.synth.chunk_size}), "
                                               f"got {cfg.synth.chunk_overlap}"))

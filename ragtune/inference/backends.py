@@ -7,6 +7,8 @@ length-sorted batching and outputs, with another forward:
 - `torch_int8`: a copy of the model with every `nn.Linear` dynamically quantized to int8
   (`torch.ao.quantization.quantize_dynamic`; int8 weights per output channel, activations quantized
   per batch);
+- `torch_int8_smooth` (cross-encoders): `torch_int8` after SmoothQuant scales calibrated on unlabelled
+  pairs from the corpus, their strength chosen by fidelity to fp32 (ragtune/inference/smooth_quant.py);
 - `onnx`, `onnx_int8`: the model exported by ragtune/inference/onnx_export.py, run by onnxruntime;
   exports are kept under `<cache root>/onnx/<weights key>/` so a second evaluation of the same weights
   skips the export.
@@ -18,12 +20,16 @@ score caches add to their keys: an int8 embedding never answers for an fp32 one.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import os
 import shutil
 import threading
+import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args, get_type_hints
 
@@ -31,10 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ragtune.config import EvalConfig
+from ragtune.config import EvalConfig, RerankConfig
 from ragtune.inference.onnx_export import MODEL_FILE, ONNX_META, export_onnx, int8_name, quantize_int8, read_meta
+from ragtune.inference.smooth_quant import Pairs
 
 BACKENDS: tuple[str, ...] = get_args(get_type_hints(EvalConfig)["backend"])
+# the cross-encoders' backends: the above and those that need calibration pairs
+RERANK_BACKENDS: tuple[str, ...] = tuple(b for b in get_args(get_type_hints(RerankConfig)["backend"]) if b)
 CPU = torch.device("cpu")  # where every non-torch backend runs
 
 
@@ -136,6 +145,35 @@ def exported(model, cache_dir: str | None, int8: bool, adapter: nn.Module | None
     return path
 
 
+@dataclass(frozen=True)
+class SmoothSettings:
+    """torch_int8_smooth's inputs: `pairs()` -> (calibration pairs, fidelity pairs), built on first use;
+    the alphas to choose from; the batch size the calibration scores with."""
+
+    pairs: Callable[[], tuple[Pairs, Pairs]]
+    alphas: tuple[float, ...]
+    batch_size: int = 16
+
+
+def smoothed_int8(model, smooth: SmoothSettings):
+    """(forward, Calibration) of a cross-encoder's calibrated int8 copy (ragtune/inference/smooth_quant.py)."""
+    from ragtune.inference.smooth_quant import calibrate
+
+    cpu_model = model if model.device.type == "cpu" else copy.deepcopy(model).cpu()
+
+    def score(module: nn.Module, pairs: Pairs) -> np.ndarray:
+        return cpu_model.score_with(lambda batch: module(**batch).float().numpy(), *pairs, smooth.batch_size,
+                                    False, CPU)
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        calibration, fidelity = smooth.pairs()
+        quantized, report = calibrate(cpu_model.eval(), score, calibration, fidelity, smooth.alphas,
+                                      quantize_linear_int8)
+    report = dataclasses.replace(report, seconds=time.perf_counter() - start)
+    return (lambda batch: quantized(**batch).float().numpy()), report
+
+
 def backend_forward(model, backend: str, cache_dir: str | None):
     """`forward(batch of CPU tensors) -> float32 numpy` of `model` (Encoder or CrossEncoder) on `backend`."""
     if backend == "torch_int8":
@@ -148,17 +186,27 @@ def backend_forward(model, backend: str, cache_dir: str | None):
 
 class _Backend:
     """The source model and its forward on the backend, built on first use: a run whose embeddings or
-    scores are all in the cache never quantizes or exports."""
+    scores are all in the cache never quantizes, calibrates or exports. `calibration` says what
+    torch_int8_smooth chose, once it has (None before and on the other backends)."""
 
-    def __init__(self, source, backend: str, cache_dir: str | None):
-        self.source, self.backend, self.cache_dir = source, backend, cache_dir
+    def __init__(self, source, backend: str, cache_dir: str | None, smooth: SmoothSettings | None = None):
+        self.source, self.backend, self.cache_dir, self.smooth = source, backend, cache_dir, smooth
         self._forward = None
+        self.calibration = None
 
     @property
     def forward(self):
         if self._forward is None:
-            self._forward = backend_forward(self.source, self.backend, self.cache_dir)
+            if self.backend == "torch_int8_smooth":
+                self._forward, self.calibration = smoothed_int8(self.source, self.smooth)
+            else:
+                self._forward = backend_forward(self.source, self.backend, self.cache_dir)
         return self._forward
+
+    def prepare(self):
+        """Quantize, calibrate or export now rather than on the first call; returns self."""
+        _ = self.forward
+        return self
 
 
 class BackendEncoder(_Backend):
@@ -177,8 +225,8 @@ class BackendEncoder(_Backend):
 class BackendCrossEncoder(_Backend):
     """A cross-encoder's `score` on another backend; formatting settings are the source's."""
 
-    def __init__(self, source, backend: str, cache_dir: str | None = None):
-        super().__init__(source, backend, cache_dir)
+    def __init__(self, source, backend: str, cache_dir: str | None = None, smooth: SmoothSettings | None = None):
+        super().__init__(source, backend, cache_dir, smooth)
         self.tokenizer, self.doc_template = source.tokenizer, source.doc_template
         self.max_length, self.query_max_length = source.max_length, source.query_max_length
 
@@ -188,21 +236,27 @@ class BackendCrossEncoder(_Backend):
             return self.source.score_with(self.forward, queries, docs, batch_size, show_progress, CPU)
 
 
-def for_inference(model, backend: str = "torch", cache_dir: str | None = None):
-    """`model` (an Encoder or a CrossEncoder) run by `backend`; `torch` returns it unchanged."""
+def for_inference(model, backend: str = "torch", cache_dir: str | None = None, smooth: SmoothSettings | None = None):
+    """`model` (an Encoder or a CrossEncoder) run by `backend`; `torch` returns it unchanged.
+    torch_int8_smooth (cross-encoders only) needs `smooth`: where its calibration pairs come from."""
     from ragtune.models.cross_encoder import CrossEncoder
     from ragtune.models.encoder import Encoder
 
-    if backend not in BACKENDS:
-        raise ValueError(f"eval.backend='{backend}' is not one of {list(BACKENDS)}")
+    if backend not in RERANK_BACKENDS:
+        raise ValueError(f"backend '{backend}' is not one of {list(RERANK_BACKENDS)}")
     if isinstance(model, _Backend):
         model = model.source
     if backend == "torch" or model is None:
         return model
+    if backend == "torch_int8_smooth":
+        if not isinstance(model, CrossEncoder):
+            raise TypeError(f"backend 'torch_int8_smooth' calibrates cross-encoders, not {type(model).__name__}")
+        if smooth is None:
+            raise ValueError("backend 'torch_int8_smooth' needs its calibration pairs (smooth=SmoothSettings(...))")
     if isinstance(model, Encoder):
         return BackendEncoder(model, backend, cache_dir)
     if isinstance(model, CrossEncoder):
-        return BackendCrossEncoder(model, backend, cache_dir)
+        return BackendCrossEncoder(model, backend, cache_dir, smooth)
     raise TypeError(f"eval.backend='{backend}' runs bi-encoders and cross-encoders, not {type(model).__name__}")
 
 
@@ -215,4 +269,4 @@ def source_and_backend(model) -> tuple[object, str]:
 
 def backend_cache_tag(backend: str) -> str:
     """The backend as cache keys name it: torch_int8 says how many bits its activations get (vnni_cpu)."""
-    return f"{backend}-a8" if backend == "torch_int8" and vnni_cpu() else backend
+    return f"{backend}-a8" if backend.startswith("torch_int8") and vnni_cpu() else backend

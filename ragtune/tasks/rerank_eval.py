@@ -15,7 +15,6 @@ import functools
 from ragtune.config import ConfigError
 from ragtune.data.folds import dev_set, load_split
 from ragtune.eval.metrics import evaluate
-from ragtune.inference.backends import for_inference
 from ragtune.models.cross_encoder import CrossEncoder, format_doc
 from ragtune.models.generator import load_generator
 from ragtune.models.qlm_reranker import QLMReranker
@@ -28,7 +27,7 @@ from ragtune.rerank import (
     save_score_cache,
 )
 from ragtune.tasks import Task
-from ragtune.tasks.reranker import first_stage_runs, make_scorer, rerank_backend, score_cache_path
+from ragtune.tasks.reranker import calibration_timings, first_stage_runs, for_rerank, make_scorer, score_cache_path
 
 SCORERS = ("cross_encoder", "qlm")
 
@@ -103,17 +102,17 @@ def build(cfg, accelerator) -> Task:
 
     def evaluate_split(m, split: str) -> dict[str, float]:
         if rc.scorer == "cross_encoder":  # the query-likelihood LLM runs on torch
-            m = for_inference(m, rerank_backend(cfg), cfg.eval.cache_dir or None)
+            m = for_rerank(cfg, m, test.corpus)
         scorer = make_scorer(m, rc.batch_size)
         if cheap is not None:
-            cheap_m = for_inference(cheap, rerank_backend(cfg), cfg.eval.cache_dir or None)
+            cheap_m = for_rerank(cfg, cheap, test.corpus)
             reranked, stats = cascade([(make_scorer(cheap_m, rc.batch_size), rc.cascade_keep), (scorer, rc.final_k)],
                                       run, queries, doc_texts, rc.retrieve_n, show_progress=show)
             for i, s in enumerate(stats):
                 timings.update(s.summary(f"cascade{i + 1}"))
         else:
             reranked, s = rerank_cached(m, run, queries, split)
-            timings.update(s.summary("rerank"))
+            timings.update({**s.summary("rerank"), **calibration_timings(m)})
         reranked = {q: dict(list(docs.items())[:rc.final_k])
                     for q, docs in interpolate(reranked, run, mixing_weight(m)).items()}
         return evaluate(reranked, qrels, cfg.eval.k_values)

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 from ragtune.config import ModelConfig
 from ragtune.data.folds import dev_set, dev_source_name, load_split
 from ragtune.eval.metrics import evaluate
-from ragtune.inference.backends import backend_cache_tag, for_inference, source_and_backend
+from ragtune.inference.backends import SmoothSettings, backend_cache_tag, for_inference, source_and_backend
+from ragtune.inference.calibration import CALIBRATION_PER_QUERY, corpus_pairs
 from ragtune.losses import compute_loss, loss_spec
 from ragtune.models.cross_encoder import CrossEncoder, format_doc
 from ragtune.models.encoder import ENCODER_META, Encoder, resolve_model_path
@@ -75,8 +76,10 @@ def score_cache_path(cfg, model: CrossEncoder, split: str) -> Path:
            cfg.data.dataset, split]
     if backend != "torch":  # fp32 keys as before backends
         key.append(backend_cache_tag(backend))
-    if backend.endswith("int8"):  # activations are quantized per batch: the batches shape the scores
+    if "int8" in backend:  # activations are quantized per batch: the batches shape the scores
         key += [cfg.rerank.batch_size, "even batches"]  # even_batches' split (not the earlier fixed-size one)
+    if backend == "torch_int8_smooth":  # and the calibration's settings
+        key += [list(cfg.rerank.int8_smooth_alphas), cfg.rerank.int8_calibration_queries, cfg.seed]
     key = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
     return cache_root(cfg.eval.cache_dir or None) / "rerank_scores" / f"{key}.json"
 
@@ -84,6 +87,26 @@ def score_cache_path(cfg, model: CrossEncoder, split: str) -> Path:
 def rerank_backend(cfg) -> str:
     """The cross-encoders' backend: rerank.backend, or eval.backend when that is empty."""
     return cfg.rerank.backend or cfg.eval.backend
+
+
+def for_rerank(cfg, model: CrossEncoder, corpus):
+    """`model` on the cross-encoders' backend; torch_int8_smooth calibrates here, on unlabelled pairs of
+    `corpus` ({doc_id: Doc})."""
+    rc = cfg.rerank
+    smooth = SmoothSettings(
+        pairs=lambda: corpus_pairs(corpus, rc.int8_calibration_queries, CALIBRATION_PER_QUERY, cfg.seed,
+                                   model.doc_template),
+        alphas=rc.int8_smooth_alphas, batch_size=rc.batch_size)
+    wrapped = for_inference(model, rerank_backend(cfg), cfg.eval.cache_dir or None, smooth=smooth)
+    if rerank_backend(cfg) == "torch_int8_smooth":
+        wrapped.prepare()  # calibrate now, so that the rerank timings count scoring alone
+    return wrapped
+
+
+def calibration_timings(model) -> dict[str, float]:
+    """What torch_int8_smooth chose for `model` (timings.json); {} on the other backends."""
+    calibration = getattr(model, "calibration", None)
+    return calibration.summary() if calibration is not None else {}
 
 
 def make_scorer(model: CrossEncoder, batch_size: int):
@@ -128,7 +151,7 @@ def build(cfg, accelerator) -> Task:
         sub = {q: queries[q] for q in qids}
         scorer = make_scorer(m, rc.batch_size)
         if cheap is not None and split_name != "dev":
-            cheap_m = for_inference(cheap, rerank_backend(cfg), cfg.eval.cache_dir or None)
+            cheap_m = for_rerank(cfg, cheap, test.corpus)
             reranked, stats = cascade([(make_scorer(cheap_m, rc.batch_size), rc.cascade_keep),
                                        (scorer, rc.final_k)], run, sub, doc_texts, n, show_progress=show)
             for i, s in enumerate(stats):
@@ -147,13 +170,13 @@ def build(cfg, accelerator) -> Task:
         (dev scores come from the on-disk cache after the first time). The test evaluations run on
         eval.backend, their choice of w too; the dev evaluations inside training stay on torch."""
         if split_name != "dev":
-            m = for_inference(m, rerank_backend(cfg), cfg.eval.cache_dir or None)
+            m = for_rerank(cfg, m, test.corpus)
         dev = rerank_split(m, "dev")
         w = choose_interpolation(*dev, weights, metric)[0]
         reranked, run, qrels = dev if split_name == "dev" else rerank_split(m, split_name)
         reranked = {q: dict(list(docs.items())[:rc.final_k]) for q, docs in interpolate(reranked, run, w).items()}
         if split_name != "dev":
-            timings["interpolate_chosen"] = w
+            timings.update({"interpolate_chosen": w, **calibration_timings(m)})
             if w == 1.0:
                 print(f"warning: the reranker does not beat its first stage on dev {metric}: "
                       f"final/{split_name} is the first stage alone (interpolate w=1.0)")

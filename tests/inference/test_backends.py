@@ -173,3 +173,39 @@ def test_cache_tag_names_torch_int8_activation_bits(monkeypatch):
     assert backends.backend_cache_tag("onnx_int8") == "onnx_int8"
     monkeypatch.setattr(backends, "vnni_cpu", lambda: False)
     assert backends.backend_cache_tag("torch_int8") == "torch_int8"
+
+
+def test_smoothed_int8_needs_calibration_pairs_and_a_cross_encoder(encoder):
+    from ragtune.inference.backends import SmoothSettings
+
+    model = tiny_cross_encoder().eval()
+    with pytest.raises(ValueError, match="needs its calibration pairs"):
+        for_inference(model, "torch_int8_smooth")
+    pairs = (["w1 w2", "w3", "w4"], ["w1 w7 w8", "w3 w3 w9", "w10 w11"])
+    smooth = SmoothSettings(pairs=lambda: (pairs, pairs), alphas=(0.5, 0.8), batch_size=2)
+    with pytest.raises(TypeError, match="calibrates cross-encoders, not Encoder"):
+        for_inference(encoder, "torch_int8_smooth", smooth=smooth)
+    wrapped = for_inference(model, "torch_int8_smooth", smooth=smooth)
+    assert wrapped.calibration is None  # calibrated on first use, not before
+    queries, docs = ["w1 w2", "w3", "w4 w5 w6", "w7"], ["w1 w7 w8 w9", "w3 w3", "w10 w11 w12 w13", "w8"]
+    expected = model.score(queries, docs, batch_size=2)
+    got = wrapped.score(queries, docs, batch_size=2)
+    assert np.abs(got - expected).max() < 0.05 * (np.abs(expected).max() + 1e-3) + 1e-2
+    report = wrapped.calibration
+    assert set(report.mean_abs_error) == {0.0, 0.5, 0.8} and report.fidelity_pairs == 3
+    cfg = ExperimentConfig()
+    keys = {score_cache_path(cfg, m, "test") for m in (model, for_inference(model, "torch_int8"), wrapped)}
+    assert len(keys) == 3  # fp32, plain int8 and smoothed int8 scores never answer for each other
+
+
+def test_smoothing_settings_checked_when_the_config_is_parsed(tmp_path):
+    config = tmp_path / "c.py"
+    config.write_text("from ragtune.config import ExperimentConfig\n"
+                      "def get_config():\n    return ExperimentConfig(task='rerank_eval')\n")
+    with pytest.raises(ConfigError, match=r"int8_smooth_alphas: every value must be in \(0.0, 1.0\]"):
+        load_config(config, {"rerank.backend": "torch_int8_smooth", "rerank.int8_smooth_alphas": "0,0.5"})
+    with pytest.raises(ConfigError, match="int8_smooth_alphas: torch_int8_smooth needs at least one alpha"):
+        load_config(config, {"rerank.backend": "torch_int8_smooth", "rerank.int8_smooth_alphas": ""})
+    with pytest.raises(ConfigError, match="eval.backend.*did you mean 'torch_int8'"):
+        load_config(config, {"eval.backend": "torch_int8_smooth"})  # the bi-encoders have no calibration
+    assert load_config(config, {"rerank.backend": "torch_int8_smooth"}).rerank.int8_smooth_alphas[-1] == 0.9

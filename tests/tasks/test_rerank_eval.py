@@ -64,16 +64,23 @@ def test_an_int8_reranker_reranks_the_fp32_first_stages_candidates(tmp_path, sub
     CrossEncoder.from_pretrained(str(tiny_model_dir), max_length=32, query_max_length=8).save(reranker)
     common = ("--rerank.first_stage=dense", f"--rerank.first_stage_model={tiny_model_dir}", "--rerank.retrieve_n=10",
               "--rerank.final_k=10")
-    results = {}
-    for backend in ("torch", "torch_int8"):
+    results, timings = {}, {}
+    for backend in ("torch", "torch_int8", "torch_int8_smooth"):
         folder = tmp_path / backend
         folder.mkdir()
         out, _ = run_entry(folder, subprocess_env, "rerank_eval", reranker, tiny_data_root, *common,
-                           f"--rerank.backend={backend}")
+                           f"--rerank.backend={backend}", "--rerank.int8_calibration_queries=8")
         results[backend] = json.loads((out / "results.json").read_text())
-    fp32, int8 = results["torch"], results["torch_int8"]
-    assert (int8["inference_backend"], int8["rerank_backend"]) == ("torch", "torch_int8")
+        timings[backend] = json.loads((out / "timings.json").read_text())
+    fp32 = results["torch"]
     assert fp32["rerank_backend"] == "torch"
-    assert {k: v for k, v in int8.items() if k.startswith("baseline/")} == \
-           {k: v for k, v in fp32.items() if k.startswith("baseline/")}  # the same candidate lists
-    assert set(int8) == set(fp32)
+    for backend in ("torch_int8", "torch_int8_smooth"):
+        int8 = results[backend]
+        assert (int8["inference_backend"], int8["rerank_backend"]) == ("torch", backend)
+        assert {k: v for k, v in int8.items() if k.startswith("baseline/")} == \
+               {k: v for k, v in fp32.items() if k.startswith("baseline/")}  # the same candidate lists
+        assert set(int8) == set(fp32)
+    smooth = timings["torch_int8_smooth"]  # what the calibration chose, and that it is the closest to fp32
+    errors = {float(k.rsplit("alpha", 1)[1]): v for k, v in smooth.items() if k.startswith("int8_mean_abs_error")}
+    assert set(errors) == {0.0, 0.5, 0.6, 0.7, 0.8, 0.9} and errors[smooth["int8_smooth_alpha"]] == min(errors.values())
+    assert smooth["int8_calibration_pairs"] > 0 and "int8_smooth_alpha" not in timings["torch_int8"]
