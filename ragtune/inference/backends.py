@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -155,22 +156,56 @@ class SmoothSettings:
     batch_size: int = 16
 
 
-def smoothed_int8(model, smooth: SmoothSettings):
-    """(forward, Calibration) of a cross-encoder's calibrated int8 copy (ragtune/inference/smooth_quant.py)."""
-    from ragtune.inference.smooth_quant import calibrate
+def calibration_path(model, smooth: SmoothSettings, pairs: tuple[Pairs, Pairs], cache_dir: str | None) -> Path:
+    """Where a calibration of these weights on these pairs is kept: a key over everything it depends on."""
+    from ragtune.retrieval.cache import cache_root, texts_fingerprint, weights_fingerprint
 
-    cpu_model = model if model.device.type == "cpu" else copy.deepcopy(model).cpu()
+    h = hashlib.sha256()
+    for part in (weights_fingerprint(model), *(texts_fingerprint(t) for half in pairs for t in half),
+                 repr(sorted(smooth.alphas)), str(smooth.batch_size), backend_cache_tag("torch_int8_smooth")):
+        h.update(part.encode())
+        h.update(b"\x00")
+    return cache_root(cache_dir) / "int8_calibration" / f"{h.hexdigest()[:32]}.safetensors"
+
+
+def smoothed_int8(model, smooth: SmoothSettings, cache_dir: str | None = None):
+    """(forward, Calibration) of a cross-encoder's calibrated int8 copy (ragtune/inference/smooth_quant.py).
+
+    The channel ranges and the choice are kept in the cache (`int8_calibration/`): evaluating the same
+    weights again rebuilds the int8 model from them instead of scoring the calibration pairs."""
+    from safetensors.torch import load_file, save_file
+
+    from ragtune.inference.smooth_quant import Calibration, calibrate, smoothed_copy
+
+    cpu_model = (model if model.device.type == "cpu" else copy.deepcopy(model).cpu()).eval()
 
     def score(module: nn.Module, pairs: Pairs) -> np.ndarray:
         return cpu_model.score_with(lambda batch: module(**batch).float().numpy(), *pairs, smooth.batch_size,
                                     False, CPU)
 
     start = time.perf_counter()
+    pairs = smooth.pairs()
+    path = calibration_path(cpu_model, smooth, pairs, cache_dir)
     with torch.inference_mode():
-        calibration, fidelity = smooth.pairs()
-        quantized, report = calibrate(cpu_model.eval(), score, calibration, fidelity, smooth.alphas,
-                                      quantize_linear_int8)
+        if path.is_file():
+            tensors = load_file(str(path))
+            fields = json.loads(tensors.pop("__report__").numpy().tobytes().decode())
+            report = Calibration(**{**fields, "mean_abs_error": {float(a): e for a, e in
+                                                                 fields["mean_abs_error"].items()}})
+            absmax = {name.removeprefix("absmax."): t for name, t in tensors.items()}
+            quantized = quantize_linear_int8(smoothed_copy(cpu_model, absmax, report.alpha) if report.alpha
+                                             else cpu_model)
+            return (lambda batch: quantized(**batch).float().numpy()), dataclasses.replace(
+                report, seconds=time.perf_counter() - start, cached=True)
+        absmax: dict[str, torch.Tensor] = {}
+        quantized, report = calibrate(cpu_model, score, *pairs, smooth.alphas, quantize_linear_int8, absmax_out=absmax)
     report = dataclasses.replace(report, seconds=time.perf_counter() - start)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # renamed into place: never a half-written file
+    fields = json.dumps(dataclasses.asdict(dataclasses.replace(report, seconds=0.0))).encode()
+    save_file({**{f"absmax.{n}": t.contiguous() for n, t in absmax.items()},
+               "__report__": torch.frombuffer(bytearray(fields), dtype=torch.uint8)}, str(tmp))
+    tmp.replace(path)
     return (lambda batch: quantized(**batch).float().numpy()), report
 
 
@@ -198,7 +233,7 @@ class _Backend:
     def forward(self):
         if self._forward is None:
             if self.backend == "torch_int8_smooth":
-                self._forward, self.calibration = smoothed_int8(self.source, self.smooth)
+                self._forward, self.calibration = smoothed_int8(self.source, self.smooth, self.cache_dir)
             else:
                 self._forward = backend_forward(self.source, self.backend, self.cache_dir)
         return self._forward

@@ -101,24 +101,28 @@ class Calibration:
     calibration_pairs: int
     fidelity_pairs: int
     seconds: float = 0.0  # the whole calibration, pairs included (set by its caller)
+    cached: bool = False  # read back from the cache rather than measured in this run
 
     def summary(self) -> dict[str, float]:
         return {"int8_smooth_alpha": self.alpha, "int8_calibration_pairs": self.calibration_pairs,
                 "int8_fidelity_pairs": self.fidelity_pairs, "int8_calibration_seconds": self.seconds,
+                "int8_calibration_cached": self.cached,
                 **{f"int8_mean_abs_error_alpha{a}": e for a, e in self.mean_abs_error.items()}}
 
 
 def calibrate(model: nn.Module, score: Callable[[nn.Module, Sequence], np.ndarray], calibration: Sequence,
-              fidelity: Sequence, alphas: Iterable[float], quantize: Callable[[nn.Module], nn.Module]
-              ) -> tuple[nn.Module, Calibration]:
+              fidelity: Sequence, alphas: Iterable[float], quantize: Callable[[nn.Module], nn.Module],
+              absmax_out: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, Calibration]:
     """The int8 model (from `quantize`) with the alpha whose outputs on `fidelity` are closest to fp32's.
 
     `score(model, pairs) -> (N,) float32` runs a model on pairs; channel ranges come from `calibration`.
     Plain int8 (key 0.0) is always a candidate, so the result is never further from fp32 than plain int8
-    on the fidelity pairs."""
+    on the fidelity pairs. `absmax_out`, if given, receives the channel ranges (to keep them)."""
     reference = score(model, fidelity)
     calibration_scores = []
     absmax = input_channel_absmax(model, lambda m: calibration_scores.append(score(m, calibration)))
+    if absmax_out is not None:
+        absmax_out.update(absmax)
     errors, best = {}, None
     for alpha in (0.0, *sorted(set(alphas) - {0.0})):  # 0.0 = plain int8
         candidate = quantize(smoothed_copy(model, absmax, alpha) if alpha else model)

@@ -209,3 +209,31 @@ def test_smoothing_settings_checked_when_the_config_is_parsed(tmp_path):
     with pytest.raises(ConfigError, match="eval.backend.*did you mean 'torch_int8'"):
         load_config(config, {"eval.backend": "torch_int8_smooth"})  # the bi-encoders have no calibration
     assert load_config(config, {"rerank.backend": "torch_int8_smooth"}).rerank.int8_smooth_alphas[-1] == 0.9
+
+
+def test_a_calibration_is_kept_and_read_back_for_the_same_weights(tmp_path, monkeypatch):
+    import ragtune.inference.smooth_quant as smooth_quant
+    from ragtune.inference.backends import SmoothSettings
+
+    model = tiny_cross_encoder().eval()
+    pairs = (["w1 w2", "w3", "w4"], ["w1 w7 w8", "w3 w3 w9", "w10 w11"])
+    smooth = SmoothSettings(pairs=lambda: (pairs, pairs), alphas=(0.5, 0.8), batch_size=2)
+    queries, docs = ["w1 w2", "w3", "w4 w5 w6"], ["w1 w7 w8 w9", "w3 w3", "w10 w11 w12 w13"]
+    first = for_inference(model, "torch_int8_smooth", str(tmp_path), smooth=smooth).prepare()
+    expected = first.score(queries, docs, batch_size=2)
+    assert len(list((tmp_path / "int8_calibration").glob("*.safetensors"))) == 1
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibrated again although the cache holds these weights' calibration")
+
+    monkeypatch.setattr(smooth_quant, "calibrate", no_calibration)
+    second = for_inference(model, "torch_int8_smooth", str(tmp_path), smooth=smooth).prepare()
+    np.testing.assert_array_equal(second.score(queries, docs, batch_size=2), expected)
+    assert second.calibration.cached and not first.calibration.cached
+    assert (second.calibration.alpha, second.calibration.mean_abs_error) == \
+           (first.calibration.alpha, first.calibration.mean_abs_error)
+    other = tiny_cross_encoder().eval()
+    with torch.no_grad():
+        other.model.classifier.bias.add_(1.0)  # other weights: their own calibration
+    with pytest.raises(AssertionError, match="calibrated again"):
+        for_inference(other, "torch_int8_smooth", str(tmp_path), smooth=smooth).prepare()
