@@ -168,14 +168,36 @@ def calibration_path(model, smooth: SmoothSettings, pairs: tuple[Pairs, Pairs], 
     return cache_root(cache_dir) / "int8_calibration" / f"{h.hexdigest()[:32]}.safetensors"
 
 
+def _save_calibration(path: Path, absmax: dict[str, torch.Tensor], report) -> None:
+    """The channel ranges and the report in one safetensors file, renamed into place (never half-written)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = json.dumps(dataclasses.asdict(dataclasses.replace(report, seconds=0.0))).encode()
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    save_file({**{f"absmax.{n}": t.contiguous() for n, t in absmax.items()},
+               "__report__": torch.frombuffer(bytearray(fields), dtype=torch.uint8)}, str(tmp))
+    tmp.replace(path)
+
+
+def _load_calibration(path: Path):
+    """(channel ranges, Calibration) written by `_save_calibration`."""
+    from safetensors.torch import load_file
+
+    from ragtune.inference.smooth_quant import Calibration
+
+    tensors = load_file(str(path))
+    fields = json.loads(tensors.pop("__report__").numpy().tobytes().decode())
+    fields["mean_abs_error"] = {float(a): e for a, e in fields["mean_abs_error"].items()}  # JSON keys are text
+    return {name.removeprefix("absmax."): t for name, t in tensors.items()}, Calibration(**fields)
+
+
 def smoothed_int8(model, smooth: SmoothSettings, cache_dir: str | None = None):
     """(forward, Calibration) of a cross-encoder's calibrated int8 copy (ragtune/inference/smooth_quant.py).
 
     The channel ranges and the choice are kept in the cache (`int8_calibration/`): evaluating the same
     weights again rebuilds the int8 model from them instead of scoring the calibration pairs."""
-    from safetensors.torch import load_file, save_file
-
-    from ragtune.inference.smooth_quant import Calibration, calibrate, smoothed_copy
+    from ragtune.inference.smooth_quant import calibrate, smoothed_copy
 
     cpu_model = (model if model.device.type == "cpu" else copy.deepcopy(model).cpu()).eval()
 
@@ -188,25 +210,17 @@ def smoothed_int8(model, smooth: SmoothSettings, cache_dir: str | None = None):
     path = calibration_path(cpu_model, smooth, pairs, cache_dir)
     with torch.inference_mode():
         if path.is_file():
-            tensors = load_file(str(path))
-            fields = json.loads(tensors.pop("__report__").numpy().tobytes().decode())
-            report = Calibration(**{**fields, "mean_abs_error": {float(a): e for a, e in
-                                                                 fields["mean_abs_error"].items()}})
-            absmax = {name.removeprefix("absmax."): t for name, t in tensors.items()}
+            absmax, report = _load_calibration(path)
             quantized = quantize_linear_int8(smoothed_copy(cpu_model, absmax, report.alpha) if report.alpha
                                              else cpu_model)
-            return (lambda batch: quantized(**batch).float().numpy()), dataclasses.replace(
-                report, seconds=time.perf_counter() - start, cached=True)
-        absmax: dict[str, torch.Tensor] = {}
-        quantized, report = calibrate(cpu_model, score, *pairs, smooth.alphas, quantize_linear_int8, absmax_out=absmax)
-    report = dataclasses.replace(report, seconds=time.perf_counter() - start)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # renamed into place: never a half-written file
-    fields = json.dumps(dataclasses.asdict(dataclasses.replace(report, seconds=0.0))).encode()
-    save_file({**{f"absmax.{n}": t.contiguous() for n, t in absmax.items()},
-               "__report__": torch.frombuffer(bytearray(fields), dtype=torch.uint8)}, str(tmp))
-    tmp.replace(path)
-    return (lambda batch: quantized(**batch).float().numpy()), report
+            report = dataclasses.replace(report, cached=True)
+        else:
+            absmax = {}
+            quantized, report = calibrate(cpu_model, score, *pairs, smooth.alphas, quantize_linear_int8,
+                                          absmax_out=absmax)
+            _save_calibration(path, absmax, report)
+    return (lambda batch: quantized(**batch).float().numpy()), dataclasses.replace(
+        report, seconds=time.perf_counter() - start)
 
 
 def backend_forward(model, backend: str, cache_dir: str | None):

@@ -1,7 +1,7 @@
 """SmoothQuant-style scales before int8 Linear layers, calibrated on unlabelled pairs.
 
 Dynamic int8 quantizes a Linear's whole input with one scale per batch, so a few outlier channels
-(BERT's LayerNorm outputs carry some up to ten times the median channel's range) leave the other
+(BERT's LayerNorm outputs carry some with many times the median channel's range) leave the other
 channels a handful of levels. SmoothQuant (Xiao et al., 2023) moves that range into the weights:
 
     y = x W^T = (x / s) (W diag(s))^T,    s_j = max|x_j|^alpha / max_i |W_ij|^(1 - alpha)
