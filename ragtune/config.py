@@ -293,6 +293,12 @@ class AdaptConfig:
     """No-label adaptation (ragtune/commands/adapt.py, ragtune/generation/pseudo_labels.py): the synth
     section's queries, negatives from the zero-shot dense model, a label-free teacher, a filter."""
 
+    # lm: the synth section's generator writes them; sentences: sentences cut from each document, removed
+    # from its positive (inverse cloze, ragtune/generation/corpus_queries.py; no generator, minutes not hours)
+    queries: Literal["lm", "sentences"] = "lm"
+    sentences_per_doc: int = 1  # queries=sentences: sentences per document (all removed from its positive)
+    sentence_min_words: int = 6  # queries=sentences: shorter sentences are never queries (headings, "Methods:")
+
     # hybrid: BM25 + dense scores (hybrid section) for MarginMSE / KL; none: no scores, the loss ranks the
     # source document above the negatives (e.g. info_nce)
     teacher: Literal["hybrid", "none"] = "hybrid"
@@ -568,7 +574,8 @@ RANGE_RULES: dict[str, tuple] = {
     "synth.batch_size": _at_least(1), "synth.max_docs": _at_least(0), "synth.max_chunks_per_doc": _at_least(0),
     "synth.max_chunks": _at_least(0), "synth.min_words": _at_least(0), "synth.filter_top_k": _at_least(0),
     "adapt.filter_top_k": _at_least(1), "adapt.samples_per_chunk": _at_least(0), "adapt.negatives_depth": _at_least(1),
-    "adapt.num_negatives": _at_least(0),
+    "adapt.num_negatives": _at_least(0), "adapt.sentences_per_doc": _at_least(1),
+    "adapt.sentence_min_words": _at_least(1),
     "generator.lora_r": _at_least(1), "generator.lora_alpha": _above(0),
     "generator.lora_dropout": _within(0.0, 1.0, True),
     "generator.lora_layers": _at_least(0), "generator.k_passages": _at_least(1),

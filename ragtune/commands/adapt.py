@@ -5,7 +5,9 @@
 
 Reads a BEIR folder's corpus and nothing else until the test evaluation. Under `output_dir`:
   synth/                  the local LM's queries (`ragtune synth`; generations resume from their log;
-                          adapt.synth_dir shares one folder between runs)
+                          adapt.synth_dir shares one folder between runs), or with adapt.queries=sentences
+  sentence_queries.jsonl  sentences cut from the documents, each positive its document without them
+                          (ragtune/generation/corpus_queries.py)
   pseudo_labels.jsonl     each kept query with its source document as positive, adapt.num_negatives
                           negatives from the zero-shot dense top adapt.negatives_depth and, with
                           adapt.teacher=hybrid, the teacher's scores (ragtune/generation/pseudo_labels.py);
@@ -34,6 +36,7 @@ from tqdm.auto import tqdm
 from ragtune.commands import parse_config_args
 from ragtune.config import ConfigError, apply_overrides, save_config
 from ragtune.data.beir import NO_LABELS, DataError, dataset_dir, load_corpus_only
+from ragtune.generation.corpus_queries import sentence_queries
 from ragtune.generation.pseudo_labels import HybridTeacher, dense_negatives, source_rank
 from ragtune.models.encoder import Encoder
 from ragtune.retrieval.bm25 import BM25Index
@@ -65,13 +68,37 @@ def check_adapt(cfg) -> None:
     if cfg.data.num_negatives > cfg.adapt.num_negatives:
         raise ConfigError(f"data.num_negatives={cfg.data.num_negatives}: training draws them from the "
                           f"adapt.num_negatives={cfg.adapt.num_negatives} written per query")
-    if cfg.adapt.samples_per_chunk > cfg.synth.queries_per_chunk:
+    if cfg.adapt.queries == "sentences" and cfg.adapt.teacher == "hybrid":
+        raise ConfigError("adapt.teacher=hybrid: its scores are of whole documents, and adapt.queries=sentences "
+                          "trains on documents with the query sentence removed: use adapt.teacher=none")
+    if cfg.adapt.queries == "lm" and cfg.adapt.samples_per_chunk > cfg.synth.queries_per_chunk:
         raise ConfigError(f"adapt.samples_per_chunk={cfg.adapt.samples_per_chunk} exceeds synth.queries_per_chunk="
                           f"{cfg.synth.queries_per_chunk}")
 
 
 def synth_dir(cfg) -> Path:
     return Path(cfg.adapt.synth_dir) if cfg.adapt.synth_dir else Path(cfg.output_dir) / "synth"
+
+
+def query_file(cfg) -> Path:
+    """Stage 1's output: one JSON row per query with its source document's id (`pos_id`)."""
+    if cfg.adapt.queries == "sentences":
+        return Path(cfg.output_dir) / "sentence_queries.jsonl"
+    return synth_dir(cfg) / "generated.jsonl"
+
+
+def cut_sentences(cfg) -> dict:
+    """Stage 1 with adapt.queries=sentences: write query_file(cfg); returns its stats."""
+    start = time.perf_counter()
+    corpus = load_corpus_only(cfg.data.dataset, cfg.data.data_root or None).corpus
+    rows = sentence_queries(corpus, cfg.adapt.sentences_per_doc, cfg.adapt.sentence_min_words, cfg.seed,
+                            cfg.synth.max_docs)
+    if not rows:
+        raise DataError(f"{cfg.data.dataset}: no document has {cfg.adapt.sentences_per_doc + 1} sentences of "
+                        f"{cfg.adapt.sentence_min_words}+ words to cut queries from")
+    atomic_write_text(query_file(cfg), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return {"queries": len(rows), "docs": len({r["pos_id"] for r in rows}), "corpus_docs": len(corpus),
+            "seconds": time.perf_counter() - start}
 
 
 def synth_config(cfg):
@@ -97,8 +124,8 @@ def pseudo_label(cfg, show_progress: bool = True) -> dict:
     """Stage 2: write <output_dir>/pseudo_labels.jsonl from synth/generated.jsonl; returns its stats."""
     out, acfg = Path(cfg.output_dir), cfg.adapt
     start = time.perf_counter()
-    generated_file = synth_dir(cfg) / "generated.jsonl"
-    generated = read_generated(generated_file, acfg.samples_per_chunk)
+    generated_file = query_file(cfg)
+    generated = read_generated(generated_file, acfg.samples_per_chunk if acfg.queries == "lm" else 0)
     if not generated:
         raise DataError(f"{generated_file}: no generated queries to label")
     corpus = load_corpus_only(cfg.data.dataset, cfg.data.data_root or None).corpus
@@ -125,7 +152,9 @@ def pseudo_label(cfg, show_progress: bool = True) -> dict:
                                 cfg.seed, [qids[i] for i in kept])
     records, margins, agree = [], [], []
     for i, negs in zip(kept.tolist(), negatives, strict=True):
-        record = {"qid": qids[i], "query": queries[i], "pos_id": doc_ids[source[i]], "pos": texts[source[i]],
+        # a sentence query's positive is its document without it; the filter and the negatives saw it whole
+        positive = generated[i].get("pos") or texts[source[i]]
+        record = {"qid": qids[i], "query": queries[i], "pos_id": doc_ids[source[i]], "pos": positive,
                   "neg_ids": [doc_ids[j] for j in negs], "negs": [texts[j] for j in negs]}
         if negs:
             cols = np.array([source[i], *negs])
@@ -165,8 +194,12 @@ def adapt(cfg) -> dict[str, float]:
     train_cfg = train_config(cfg)  # validated now, before any minute of generation
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     save_config(cfg, Path(cfg.output_dir) / "config.json")
-    print("stage 1/3: synthetic queries")
-    synth_stats = synthesize(synth_config(cfg))
+    if cfg.adapt.queries == "sentences":
+        print("stage 1/3: queries cut from the documents' sentences")
+        synth_stats = cut_sentences(cfg)
+    else:
+        print("stage 1/3: synthetic queries")
+        synth_stats = synthesize(synth_config(cfg))
     print("stage 2/3: pseudo-labels")
     stats = pseudo_label(cfg)
     print(f"kept {stats['kept']} of {stats['queries']} queries ({acfg_summary(cfg)}); the teacher ranks the source "

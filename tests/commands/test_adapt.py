@@ -50,8 +50,24 @@ def generator_dir(tmp_path) -> Path:
     return gen_dir
 
 
+def with_sentences(data_root: Path) -> Path:
+    """The tiny corpus with each document's words cut into sentences of 3 (queries=sentences needs 2+)."""
+    path = data_root / "tiny" / "corpus.jsonl"
+    docs = [json.loads(line) for line in path.read_text().splitlines()]
+    for d in docs:
+        words = d["text"].split()
+        d["text"] = " ".join(" ".join(words[i:i + 3]) + "." for i in range(0, len(words), 3))
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return data_root
+
+
+SENTENCES = {"adapt.queries": "sentences", "adapt.teacher": "none", "loss.name": "info_nce",
+             "adapt.sentence_min_words": "2"}
+
+
+@pytest.mark.parametrize("queries", ["lm", "sentences"])
 def test_adapt_opens_no_qrels_file_before_the_test_evaluation(tmp_path, tiny_model_dir, tiny_data_root, generator_dir,
-                                                        monkeypatch):
+                                                        monkeypatch, queries):
     import ragtune.commands.run as run_module
     from ragtune.commands.adapt import adapt
 
@@ -76,6 +92,9 @@ def test_adapt_opens_no_qrels_file_before_the_test_evaluation(tmp_path, tiny_mod
 
     monkeypatch.setattr(run_module, "evaluate_stage", evaluating)
     cfg = adapt_config(tmp_path, tiny_model_dir, tiny_data_root, generator_dir)
+    if queries == "sentences":
+        cfg = apply_overrides(adapt_config(tmp_path, tiny_model_dir, with_sentences(tiny_data_root), generator_dir),
+                              SENTENCES)
     results = adapt(cfg)
     assert opened and all(during_test for _, during_test in opened)
     assert {Path(f).name for f, _ in opened} == {"test.tsv"}  # never the train split's labels
@@ -83,6 +102,10 @@ def test_adapt_opens_no_qrels_file_before_the_test_evaluation(tmp_path, tiny_mod
     out = Path(cfg.output_dir)
     train = json.loads((out / "train" / "config.json").read_text())
     assert train["data"]["train_split"] == "none" and train["data"]["train_file"].endswith("pseudo_labels.jsonl")
+    if queries == "sentences":  # each positive is its document without the query sentence
+        records = [json.loads(x) for x in (out / "pseudo_labels.jsonl").read_text().splitlines()]
+        assert records and all(r["query"] not in r["pos"] and r["pos_id"] not in r["neg_ids"] for r in records)
+        assert not (out / "synth").exists()  # no generator ran
     timings = json.loads((out / "train" / "timings.json").read_text())
     assert timings["dev_source"].startswith("0.25 of data.train_file's positive documents")
     # the guard does catch a read: loading the labelled train split outside an evaluation trips it
@@ -134,7 +157,8 @@ def test_adapt_refuses_bad_settings_before_generating(tmp_path, tiny_model_dir, 
                              ({"hybrid.weight": "0.0"}, "dense share"),
                              ({"task": "adapter"}, "trains"),
                              ({"adapt.samples_per_chunk": "3"}, "exceeds"),
-                             ({"data.num_negatives": "4"}, "draws them from")]:
+                             ({"data.num_negatives": "4"}, "draws them from"),
+                             ({"adapt.queries": "sentences"}, "use adapt.teacher=none")]:
         with pytest.raises(ConfigError, match=match):
             adapt(apply_overrides(base, overrides))
     with pytest.MonkeyPatch.context() as mp:
