@@ -294,7 +294,8 @@ class AdaptConfig:
     section's queries, negatives from the zero-shot dense model, a label-free teacher, a filter."""
 
     # lm: the synth section's generator writes them; sentences: sentences cut from each document, removed
-    # from its positive (inverse cloze, ragtune/generation/corpus_queries.py; no generator, minutes not hours)
+    # from its positive (inverse cloze, ragtune/generation/corpus_queries.py; no generator, minutes not hours;
+    # synth.max_docs > 0 cuts them from a seeded subset of the documents)
     queries: Literal["lm", "sentences"] = "lm"
     sentences_per_doc: int = 1  # queries=sentences: sentences per document (all removed from its positive)
     sentence_min_words: int = 6  # queries=sentences: shorter sentences are never queries (headings, "Methods:")
