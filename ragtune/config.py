@@ -296,7 +296,10 @@ class AdaptConfig:
     # lm: the synth section's generator writes them; sentences: sentences cut from each document, removed
     # from its positive (inverse cloze, ragtune/generation/corpus_queries.py; no generator, minutes not hours;
     # synth.max_docs > 0 cuts them from a seeded subset of the documents)
-    queries: Literal["lm", "sentences"] = "lm"
+    # log: an unlabelled query log (query_log: JSONL rows with "query" or "text", e.g. a BEIR queries.jsonl),
+    # no source document: trains task=query_tower only, with filter=none
+    queries: Literal["lm", "sentences", "log"] = "lm"
+    query_log: str = ""
     sentences_per_doc: int = 1  # queries=sentences: sentences per document (all removed from its positive)
     sentence_min_words: int = 6  # queries=sentences: shorter sentences are never queries (headings, "Methods:")
 
@@ -312,6 +315,8 @@ class AdaptConfig:
     # takes data.num_negatives of them, drawn afresh each epoch
     num_negatives: int = 4
     negatives_depth: int = 30
+    # task=query_tower: the teacher's top list per query that the student's corpus softmax is matched to
+    teacher_top_k: int = 100
     # the synth stage's folder; "" = <output_dir>/synth. Runs that differ only after generation (an
     # ablation of the teacher or the filter) can share one: generations resume from its log
     synth_dir: str = ""
@@ -534,6 +539,8 @@ def _each(check):
 
 # Tasks whose dev hold-out follows data.dev_folds and which can train without one (train.select=last).
 DEV_FOLD_TASKS = ("adapter", "biencoder", "late_interaction")
+# query_tower has no dev split at all: it runs with train.select=last only
+SELECT_LAST_TASKS = (*DEV_FOLD_TASKS, "query_tower")
 
 # Range rules per dotted key: (test, what it must be). Choices are Literal types, checked with the types.
 RANGE_RULES: dict[str, tuple] = {
@@ -576,7 +583,7 @@ RANGE_RULES: dict[str, tuple] = {
     "synth.max_chunks": _at_least(0), "synth.min_words": _at_least(0), "synth.filter_top_k": _at_least(0),
     "adapt.filter_top_k": _at_least(1), "adapt.samples_per_chunk": _at_least(0), "adapt.negatives_depth": _at_least(1),
     "adapt.num_negatives": _at_least(0), "adapt.sentences_per_doc": _at_least(1),
-    "adapt.sentence_min_words": _at_least(1),
+    "adapt.sentence_min_words": _at_least(1), "adapt.teacher_top_k": _at_least(1),
     "generator.lora_r": _at_least(1), "generator.lora_alpha": _above(0),
     "generator.lora_dropout": _within(0.0, 1.0, True),
     "generator.lora_layers": _at_least(0), "generator.k_passages": _at_least(1),
@@ -610,11 +617,13 @@ def _cross_field_errors(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     if cfg.task == "adapter" and cfg.data.dev_folds and cfg.data.train_file:
         errors.append(("data.dev_folds", "the adapter holds dev out of a data.train_file by positive document, "
                                          "not by query folds: use one or the other"))
-    if cfg.task not in DEV_FOLD_TASKS:
-        if cfg.data.dev_folds:
-            errors.append(("data.dev_folds", f"only the {DEV_FOLD_TASKS} tasks hold dev out by folds"))
-        if cfg.train.select != "best_dev":
-            errors.append(("train.select", f"'{cfg.train.select}' runs in the {DEV_FOLD_TASKS} tasks only"))
+    if cfg.task not in DEV_FOLD_TASKS and cfg.data.dev_folds:
+        errors.append(("data.dev_folds", f"only the {DEV_FOLD_TASKS} tasks hold dev out by folds"))
+    if cfg.task not in SELECT_LAST_TASKS and cfg.train.select != "best_dev":
+        errors.append(("train.select", f"'{cfg.train.select}' runs in the {SELECT_LAST_TASKS} tasks only"))
+    if cfg.task == "query_tower" and cfg.train.select != "last":
+        errors.append(("train.select", "the query_tower task has no dev split (its rows carry no positive): "
+                                       "set 'last' and size the run with train.max_steps or train.epochs"))
     if not cfg.eval.k_values:
         errors.append(("eval.k_values", "needs at least one cutoff"))
     for key, backend, tasks in (("eval.backend", cfg.eval.backend, BACKEND_TASKS),

@@ -14,6 +14,8 @@ Every training task calls it through ``compute_loss``, by kind:
 - ``"triplet"``:   ``fn(q_emb (Q, H), pos_emb (Q, H), neg_emb (Q, H) | (Q, K, H), **kw)``
 - ``"score"``:     ``fn(scores (Q, G), **kw)``
 - ``"distill"``:   ``fn(student_scores (Q, G), teacher_scores (Q, G), **kw)``
+- ``"corpus"``:    ``fn(student_scores (Q, N) over the whole corpus, candidates (Q, K), teacher_scores (Q, K), **kw)``
+  (a query tower against a frozen index, ragtune/tasks/query_tower.py: no group layout)
 
 ``kw`` holds every ``LossConfig`` field the function names as a parameter, so a new knob is a
 ``LossConfig`` field of the parameter's name. A loss that names ``target_offset`` sees the
@@ -271,7 +273,25 @@ def info_nce_kl_distill(
     return contrast + distill_weight * kl_distill(student, teacher)
 
 
-LossKind = Literal["embedding", "triplet", "score", "distill"]
+def corpus_kl_distill(student_scores: Tensor, candidates: Tensor, teacher_scores: Tensor) -> Tensor:
+    """Listwise distillation of a teacher's candidate list into a softmax over the whole corpus:
+
+        p_i = softmax(t_i) over C_i,  log q_i = log_softmax(s_i) over all N documents
+        L = 1/Q sum_i sum_{d in C_i} p_id (log p_id - log q_id)
+
+    student_scores (Q, N) (cos / tau), candidates (Q, K) corpus columns C_i, teacher_scores (Q, K)
+    in the student's units. This is KL(p || q) with p zero outside C_i, so the student is also
+    taught to keep every other document below the list. A teacher whose scores clip to a flat
+    floor outside its list (min-max normalisation) must not be spread over the corpus instead:
+    that floor, times N, would hold most of its mass. GPL (Wang et al. 2022) distils a list the
+    same way with MarginMSE over pairs; this is the listwise form (RocketQAv2, Ren et al. 2021).
+    """
+    log_q = F.log_softmax(student_scores, dim=-1).gather(1, candidates)  # (Q, K)
+    log_p = F.log_softmax(teacher_scores.detach(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
+
+
+LossKind = Literal["embedding", "triplet", "score", "distill", "corpus"]
 
 
 @dataclass(frozen=True)
@@ -303,7 +323,7 @@ for _name, _fn, _kind in [
     ("contrastive_margin", contrastive_margin, "embedding"), ("pointwise_bce", pointwise_bce, "score"),
     ("pairwise_hinge", pairwise_hinge, "score"), ("ranknet", ranknet, "score"),
     ("listwise_ce", listwise_ce, "score"), ("margin_mse", margin_mse, "distill"), ("kl_distill", kl_distill, "distill"),
-    ("info_nce_kl_distill", info_nce_kl_distill, "embedding"),
+    ("info_nce_kl_distill", info_nce_kl_distill, "embedding"), ("corpus_kl_distill", corpus_kl_distill, "corpus"),
 ]:
     register_loss(_name, _fn, _kind)
 
@@ -332,7 +352,8 @@ def loss_kwargs(spec: LossSpec, loss_cfg) -> dict:
 
 def compute_loss(loss_cfg, *, group_size: int, q_emb: Tensor | None = None, d_emb: Tensor | None = None,
                  scores: Tensor | None = None, temperature: float | Tensor = 1.0, teacher: Tensor | None = None,
-                 known_positives: Callable[[bool], Tensor] | None = None, gather: bool = False) -> Tensor:
+                 known_positives: Callable[[bool], Tensor] | None = None, gather: bool = False,
+                 candidates: Tensor | None = None) -> Tensor:
     """The one loss dispatcher of every training task: `loss_cfg.name`'s function, called by its kind.
 
     Embeddings (q_emb (Q, H), d_emb (Q*G, H) grouped [pos, neg..] per query) serve every kind:
@@ -341,10 +362,16 @@ def compute_loss(loss_cfg, *, group_size: int, q_emb: Tensor | None = None, d_em
     passes `scores` (Q, G) itself, which serve score and distill losses. `teacher` (Q, G): the
     distill target. `known_positives(gathered) -> (Q, D) bool`: the relevance mask over the local
     or the gathered documents, for losses that take one. `gather`: under DDP, a loss that takes
-    `target_offset` scores local queries against every process's documents.
+    `target_offset` scores local queries against every process's documents. A corpus loss takes
+    `scores` (Q, N) over the whole corpus, `candidates` (Q, K) and `teacher` (Q, K).
     """
     spec = loss_spec(loss_cfg.name)
     kw = loss_kwargs(spec, loss_cfg)
+    if spec.kind == "corpus":
+        if scores is None or candidates is None or teacher is None:
+            raise ConfigError(f"loss '{loss_cfg.name}' scores the whole corpus: it needs corpus scores, candidates "
+                              "and teacher scores (task query_tower)")
+        return spec.fn(scores, candidates, teacher, **kw)
     if "temperature" in spec.params and spec.kind == "embedding":
         kw["temperature"] = temperature
     if scores is None and spec.kind in ("score", "distill"):

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from ragtune.config import ConfigError, LossConfig
 from ragtune.losses import (
     LOSSES,
+    compute_loss,
     contrastive_margin,
+    corpus_kl_distill,
     group_targets,
     grouped_scores,
     info_nce,
@@ -174,6 +177,8 @@ def _call(name: str, q: torch.Tensor, d: torch.Tensor, teacher: torch.Tensor) ->
     if kind == "triplet":
         dd = d.view(q.shape[0], g, -1)
         return fn(q, dd[:, 0], dd[:, 1:])
+    if kind == "corpus":  # every query against all 6 documents, the teacher over 3 candidates of each
+        return fn(q @ d.T, torch.tensor([[0, 2, 5], [1, 3, 4]]), teacher)
     scores = grouped_scores(q, d, g)
     return fn(scores) if kind == "score" else fn(scores, teacher)
 
@@ -192,9 +197,10 @@ def test_registry_complete_and_gradients_flow():
         "debiased_info_nce",  # the examples of docs/EXTENDING.md
         "poly1_ce",
         "info_nce_kl_distill",
+        "corpus_kl_distill",
     }
     assert set(LOSSES) == expected
-    assert {spec.kind for spec in LOSSES.values()} == {"embedding", "triplet", "score", "distill"}
+    assert {spec.kind for spec in LOSSES.values()} == {"embedding", "triplet", "score", "distill", "corpus"}
     torch.manual_seed(0)
     teacher = torch.randn(2, 3)
     for name in LOSSES:
@@ -283,3 +289,31 @@ def test_info_nce_kl_distill_is_info_nce_plus_the_groups_kl_by_hand():
     torch.testing.assert_close(shifted, contrast_g + lam * kl / 3)
     with pytest.raises(ConfigError, match="needs teacher scores"):
         compute_loss(LossConfig(name="info_nce_kl_distill"), group_size=2, q_emb=q, d_emb=d, temperature=tau)
+
+
+def test_corpus_kl_distill_is_the_formula_summed_by_hand():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(3, 7), torch.randn(3, 2)
+    cand = torch.tensor([[0, 4], [6, 1], [2, 3]])
+    expected = 0.0
+    for i in range(3):
+        z = sum(math.exp(v) for v in student[i].tolist())  # the student's softmax spans all 7 documents
+        zt = sum(math.exp(v) for v in teacher[i].tolist())  # the teacher's only its 2 candidates
+        for k in range(2):
+            p = math.exp(teacher[i, k].item()) / zt
+            q = math.exp(student[i, cand[i, k]].item()) / z
+            expected += p * (math.log(p) - math.log(q)) / 3
+    assert corpus_kl_distill(student, cand, teacher).item() == pytest.approx(expected, rel=1e-5)
+    cfg = LossConfig(name="corpus_kl_distill")
+    via = compute_loss(cfg, group_size=1, scores=student, candidates=cand, teacher=teacher)
+    assert via.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match="whole corpus"):
+        compute_loss(cfg, group_size=1, scores=student, teacher=teacher)
+
+
+def test_corpus_kl_distill_is_zero_only_when_nothing_outside_the_list_has_mass():
+    teacher, cand = torch.tensor([[2.0, 0.0]]), torch.tensor([[0, 1]])
+    inside = torch.tensor([[2.0, 0.0, -1e4, -1e4]])  # the teacher's logits on its list, nothing elsewhere
+    flat_tail = torch.tensor([[2.0, 0.0, 0.0, 0.0]])
+    assert corpus_kl_distill(inside, cand, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    assert corpus_kl_distill(flat_tail, cand, teacher).item() > 0.1

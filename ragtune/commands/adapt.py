@@ -8,7 +8,9 @@ Reads a BEIR folder's corpus and nothing else until the test evaluation. Under `
                           adapt.synth_dir shares one folder between runs), or with adapt.queries=sentences
   sentence_queries.jsonl  sentences cut from the documents, each positive its document without them
                           (ragtune/generation/corpus_queries.py)
-  pseudo_labels.jsonl     each kept query with its source document as positive, adapt.num_negatives
+  pseudo_labels.jsonl     task=query_tower: each kept query with the teacher's top adapt.teacher_top_k (no
+                          positive: adapt.queries=log, an unlabelled query log, trains too); task=biencoder:
+                          each kept query with its source document as positive, adapt.num_negatives
                           negatives from the zero-shot dense top adapt.negatives_depth and, with
                           adapt.teacher=hybrid, the teacher's scores (ragtune/generation/pseudo_labels.py);
                           pseudo_labels.stats.json holds the counts and the teacher's agreement
@@ -35,7 +37,7 @@ from tqdm.auto import tqdm
 
 from ragtune.commands import parse_config_args
 from ragtune.config import ConfigError, apply_overrides, save_config
-from ragtune.data.beir import NO_LABELS, DataError, dataset_dir, load_corpus_only
+from ragtune.data.beir import NO_LABELS, DataError, dataset_dir, load_corpus_only, read_jsonl
 from ragtune.generation.corpus_queries import sentence_queries
 from ragtune.generation.pseudo_labels import HybridTeacher, dense_negatives, source_rank
 from ragtune.models.encoder import Encoder
@@ -44,7 +46,7 @@ from ragtune.retrieval.cache import cached_encode
 from ragtune.retrieval.first_stage import bm25_config
 from ragtune.training.run_dir import atomic_write_text
 
-TASKS = ("biencoder",)
+TASKS = ("biencoder", "query_tower")
 
 
 def check_adapt(cfg) -> None:
@@ -54,7 +56,27 @@ def check_adapt(cfg) -> None:
     if cfg.task not in TASKS:
         raise ConfigError(f"task: ragtune adapt trains {TASKS}, got {cfg.task!r}")
     spec = loss_spec(cfg.loss.name)
-    distill = spec.kind == "distill" or "teacher" in spec.params
+    distill = spec.kind in ("distill", "corpus") or "teacher" in spec.params
+    if cfg.task == "query_tower":
+        from ragtune.tasks.query_tower import check_query_tower
+
+        check_query_tower(train_config(cfg))
+        if cfg.adapt.teacher != "hybrid":
+            raise ConfigError("adapt.teacher=none: the query_tower task learns the teacher's lists, "
+                              "set adapt.teacher=hybrid")
+    elif spec.kind == "corpus":
+        raise ConfigError(f"loss.name={cfg.loss.name!r} scores the whole corpus against a frozen index: it trains "
+                          "task=query_tower, not task=biencoder")
+    if cfg.adapt.queries == "log":
+        if cfg.task != "query_tower":
+            raise ConfigError("adapt.queries=log: a logged query has no source document to be its positive, so it "
+                              "trains task=query_tower (the teacher's lists need none)")
+        if cfg.adapt.filter != "none":
+            raise ConfigError(f"adapt.filter={cfg.adapt.filter!r} ranks a query's source document, which a logged "
+                              "query lacks: set adapt.filter=none")
+        if not cfg.adapt.query_log or not Path(cfg.adapt.query_log).is_file():
+            raise ConfigError(f"adapt.query_log={cfg.adapt.query_log!r}: adapt.queries=log reads the queries from "
+                              "this file (JSONL rows with \"query\" or \"text\"), and it is not a file")
     if cfg.adapt.teacher == "hybrid" and not distill:
         raise ConfigError(f"loss.name={cfg.loss.name!r} ignores teacher scores: adapt.teacher=hybrid trains with "
                           "margin_mse, kl_distill or info_nce_kl_distill (or set adapt.teacher=none)")
@@ -63,12 +85,12 @@ def check_adapt(cfg) -> None:
     if cfg.adapt.teacher == "hybrid" and cfg.hybrid.weight <= 0:
         raise ConfigError("hybrid.weight: the hybrid teacher is written in the dense student's units, so its "
                           "dense share must be > 0")
-    if distill and cfg.data.num_negatives < 1:
+    if distill and cfg.task == "biencoder" and cfg.data.num_negatives < 1:
         raise ConfigError(f"data.num_negatives: {cfg.loss.name} needs at least one negative per query")
     if cfg.data.num_negatives > cfg.adapt.num_negatives:
         raise ConfigError(f"data.num_negatives={cfg.data.num_negatives}: training draws them from the "
                           f"adapt.num_negatives={cfg.adapt.num_negatives} written per query")
-    if cfg.adapt.queries == "sentences" and cfg.adapt.teacher == "hybrid":
+    if cfg.adapt.queries == "sentences" and cfg.adapt.teacher == "hybrid" and cfg.task == "biencoder":
         raise ConfigError("adapt.teacher=hybrid: its scores are of whole documents, and adapt.queries=sentences "
                           "trains on documents with the query sentence removed: use adapt.teacher=none")
     if cfg.adapt.queries == "lm" and cfg.adapt.samples_per_chunk > cfg.synth.queries_per_chunk:
@@ -84,7 +106,21 @@ def query_file(cfg) -> Path:
     """Stage 1's output: one JSON row per query with its source document's id (`pos_id`)."""
     if cfg.adapt.queries == "sentences":
         return Path(cfg.output_dir) / "sentence_queries.jsonl"
+    if cfg.adapt.queries == "log":
+        return Path(cfg.adapt.query_log)
     return synth_dir(cfg) / "generated.jsonl"
+
+
+def read_query_log(path: Path) -> list[dict]:
+    """Rows {"query"} of an unlabelled query log: JSONL with "query" or "text" (BEIR's queries.jsonl)."""
+    rows = []
+    for line, row in read_jsonl(path, ()):
+        text = row.get("query", row.get("text"))
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path}:{line}: a query log row needs a non-empty \"query\" or \"text\"; "
+                            f"have {sorted(row)}")
+        rows.append({"query": text})
+    return rows
 
 
 def cut_sentences(cfg) -> dict:
@@ -125,7 +161,8 @@ def pseudo_label(cfg, show_progress: bool = True) -> dict:
     out, acfg = Path(cfg.output_dir), cfg.adapt
     start = time.perf_counter()
     generated_file = query_file(cfg)
-    generated = read_generated(generated_file, acfg.samples_per_chunk if acfg.queries == "lm" else 0)
+    generated = read_query_log(generated_file) if acfg.queries == "log" else \
+        read_generated(generated_file, acfg.samples_per_chunk if acfg.queries == "lm" else 0)
     if not generated:
         raise DataError(f"{generated_file}: no generated queries to label")
     corpus = load_corpus_only(cfg.data.dataset, cfg.data.data_root or None).corpus
@@ -133,7 +170,8 @@ def pseudo_label(cfg, show_progress: bool = True) -> dict:
     position = {d: i for i, d in enumerate(doc_ids)}
     texts = [corpus[d].full_text() for d in doc_ids]
     queries = [r["query"] for r in generated]
-    source = np.array([position[r["pos_id"]] for r in generated])
+    # a logged query has no source: column -1 marks it, and only the query_tower path (no filter) reads none
+    source = np.array([position[r["pos_id"]] if "pos_id" in r else -1 for r in generated])
 
     encoder = Encoder.from_config(cfg.model)
     d_emb = cached_encode(encoder, texts, "doc", cfg.eval.cache_dir or None, cfg.eval.batch_size, show_progress)
@@ -143,6 +181,8 @@ def pseudo_label(cfg, show_progress: bool = True) -> dict:
     index = BM25Index.from_corpus(corpus, bm25_config(cfg.bm25))
     bm25 = np.stack([index.score_all(q) for q in tqdm(queries, desc="bm25", leave=False, disable=not show_progress)])
     teacher = HybridTeacher.from_scores(bm25, dense, cfg.hybrid.weight, cfg.hybrid.depth)
+    if cfg.task == "query_tower":
+        return write_lists(cfg, teacher, queries, source, [doc_ids, texts], start)
 
     teacher_rank, dense_rank = source_rank(teacher.hybrid, source), source_rank(dense, source)
     ranks = {"teacher": teacher_rank, "dense": dense_rank}.get(acfg.filter)
@@ -181,6 +221,41 @@ def pseudo_label(cfg, show_progress: bool = True) -> dict:
     return stats
 
 
+def write_lists(cfg, teacher: HybridTeacher, queries: list[str], source: np.ndarray, corpus: list,
+                start: float) -> dict:
+    """Stage 2 for task=query_tower: each query's teacher top list (no positive, no negatives).
+
+    A sentence query's source document holds the sentence, so it is kept out of that query's list;
+    an LM query keeps its source (the teacher ranks it as it ranks any other document). Filtered by
+    the teacher or the dense model as on the bi-encoder path; a logged query (no source) is never filtered."""
+    out, acfg = Path(cfg.output_dir), cfg.adapt
+    doc_ids = corpus[0]
+    has_source = source >= 0
+    ranks = {"teacher": source_rank(teacher.hybrid, np.maximum(source, 0)),
+             "dense": source_rank(teacher.dense, np.maximum(source, 0))}.get(acfg.filter)
+    keep = ~has_source | (ranks <= acfg.filter_top_k) if ranks is not None else np.ones(len(queries), bool)
+    kept = np.flatnonzero(keep)
+    exclude = source[kept] if acfg.queries == "sentences" else None
+    sub = HybridTeacher(teacher.hybrid[kept], teacher.dense[kept], teacher.dense_range[kept])
+    cols, scores = sub.top_lists(acfg.teacher_top_k, cfg.hybrid.weight, cfg.loss.temperature, exclude)
+    lines = [json.dumps({"qid": f"synth-{i}", "query": queries[i], "cand_ids": [doc_ids[j] for j in row],
+                         "cand_scores": [round(float(v), 4) for v in vals]}, ensure_ascii=False) + "\n"
+             for i, row, vals in zip(kept.tolist(), cols, scores, strict=True)]
+    atomic_write_text(out / "pseudo_labels.jsonl", "".join(lines))
+    top = scores[:, 0] - scores[:, min(9, scores.shape[1] - 1)]
+    stats = {"queries": len(queries), "kept": len(kept), "kept_fraction": len(kept) / len(queries),
+             "filter": acfg.filter if has_source.any() else "none (no source)", "teacher": acfg.teacher,
+             "teacher_top_k": acfg.teacher_top_k, "source_excluded": exclude is not None,
+             # how peaked the lists are: the teacher's first minus its tenth score, in student units
+             "teacher_top1_minus_top10_mean": float(top.mean()),
+             "seconds": time.perf_counter() - start}
+    if has_source.any() and exclude is None:
+        rank = source_rank(teacher.hybrid[has_source], source[has_source])
+        stats["source_rank1_teacher"] = float((rank == 1).mean())
+    atomic_write_text(out / "pseudo_labels.stats.json", json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
 def adapt(cfg) -> dict[str, float]:
     """All three stages; returns the training run's results."""
     from ragtune.commands.run import run
@@ -197,13 +272,20 @@ def adapt(cfg) -> dict[str, float]:
     if cfg.adapt.queries == "sentences":
         print("stage 1/3: queries cut from the documents' sentences")
         synth_stats = cut_sentences(cfg)
+    elif cfg.adapt.queries == "log":
+        print(f"stage 1/3: the query log {cfg.adapt.query_log}")
+        synth_stats = {"queries": len(read_query_log(query_file(cfg))), "source": cfg.adapt.query_log}
     else:
         print("stage 1/3: synthetic queries")
         synth_stats = synthesize(synth_config(cfg))
     print("stage 2/3: pseudo-labels")
     stats = pseudo_label(cfg)
-    print(f"kept {stats['kept']} of {stats['queries']} queries ({acfg_summary(cfg)}); the teacher ranks the source "
-          f"above every negative for {stats['teacher_source_above_negatives']:.1%} of them")
+    if cfg.task == "query_tower":
+        print(f"kept {stats['kept']} of {stats['queries']} queries ({acfg_summary(cfg)}), each with the teacher's "
+              f"top {cfg.adapt.teacher_top_k}")
+    else:
+        print(f"kept {stats['kept']} of {stats['queries']} queries ({acfg_summary(cfg)}); the teacher ranks the "
+              f"source above every negative for {stats['teacher_source_above_negatives']:.1%} of them")
     print("stage 3/3: training on the pseudo-labels, then the test evaluation")
     torch.manual_seed(cfg.seed)
     results = run(train_cfg)

@@ -74,6 +74,17 @@ class HybridTeacher:
             raise ValueError("the hybrid teacher in student units needs a dense share hybrid.weight > 0")
         return self.hybrid[rows, cols] * self.dense_range[rows] / (weight * temperature)
 
+    def top_lists(self, k: int, weight: float, temperature: float,
+                  exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, k) columns of each query's top k by the hybrid score (ties in column order) and their
+        t(q, d); `exclude` (Q,): one column per query kept out of its list (a sentence query's source)."""
+        h = self.hybrid.copy()
+        if exclude is not None:
+            h[np.arange(len(h)), exclude] = -np.inf
+        cols = np.argsort(-h, axis=1, kind="stable")[:, :k]
+        scores = self.student_units(np.repeat(np.arange(len(h)), cols.shape[1]), cols.ravel(), weight, temperature)
+        return cols, scores.reshape(cols.shape)
+
 
 def source_rank(scores: np.ndarray, source: np.ndarray) -> np.ndarray:
     """(Q,) 1-based rank of each row's source column: 1 + #columns scoring strictly higher."""

@@ -21,6 +21,7 @@ TASKS = {
     "reranker": "ragtune.tasks.reranker",  # cross-encoder: train, then retrieve N -> rerank -> top K
     "rerank_eval": "ragtune.tasks.rerank_eval",  # first stage -> saved reranker or zero-shot QLM, no training
     "adapter": "ragtune.tasks.adapter",  # query-only adapter on frozen, cached embeddings
+    "query_tower": "ragtune.tasks.query_tower",  # fine-tune the query encoder against a frozen corpus index
     "biencoder": "ragtune.tasks.biencoder",  # fine-tune a shared-weights bi-encoder
     "late_interaction": "ragtune.tasks.late_interaction",  # ColBERT-style multi-vector model, MaxSim
     "late_eval": "ragtune.tasks.late_eval",  # a saved late-interaction model, evaluation only

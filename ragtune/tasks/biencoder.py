@@ -43,7 +43,8 @@ from ragtune.training.gradcache import grad_cache_step, split_batch
 
 def make_loss(cfg, group_size: int):
     """(q_emb, d_emb, teacher, temperature, relevance) -> loss through the one dispatcher (ragtune.losses)."""
-    loss_spec(cfg.loss.name, task="biencoder")  # a bad name fails before any loading
+    # a bad name fails before any loading
+    loss_spec(cfg.loss.name, kinds=("embedding", "triplet", "score", "distill"), task="biencoder")
     gather = cfg.train.cross_device_negatives and world_size() > 1
 
     def compute(q_emb, d_emb, teacher, temperature, relevance=None):

@@ -79,3 +79,16 @@ def test_dense_negatives_come_from_the_top_without_the_source_and_are_seeded_per
     assert negs[0] == sorted(negs[0], key=lambda j: -dense[0, j])  # rank order
     assert dense_negatives(dense[1:], np.array([5]), 3, 2, 0, ["b"]) == negs[1:]  # independent of other queries
     assert dense_negatives(dense, np.array([1, 5]), depth=3, k=5, seed=0, qids=["a", "b"])[0] == [2, 3, 4]
+
+
+def test_top_lists_rank_by_the_hybrid_and_leave_out_the_source():
+    dense = np.array([[0.9, 0.5, 0.7, 0.1, 0.6]])
+    bm25 = np.array([[0.0, 2.0, 0.0, 0.0, 1.0]])
+    teacher = HybridTeacher.from_scores(bm25, dense, weight=0.5, depth=4)
+    # h = 0.5 n_bm25 + 0.5 n_dense = [0.5, 0.5, 0.25, 0, 0.125]; ties keep column order
+    cols, scores = teacher.top_lists(3, weight=0.5, temperature=0.05)
+    np.testing.assert_array_equal(cols, [[0, 1, 2]])
+    np.testing.assert_allclose(scores, [[0.5 * 16, 0.5 * 16, 0.25 * 16]])  # h * 0.4 / (0.5 * 0.05)
+    cols, scores = teacher.top_lists(3, weight=0.5, temperature=0.05, exclude=np.array([1]))
+    np.testing.assert_array_equal(cols, [[0, 2, 4]])
+    np.testing.assert_allclose(scores, [[8.0, 4.0, 2.0]])
