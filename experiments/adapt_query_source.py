@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--exclude-source", action="store_true",
+                        help="leave a generated query's source document out of its list (sentences always do)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -134,7 +136,8 @@ def main() -> None:
         else:
             rows = [json.loads(line) for line in Path(args.queries).read_text().splitlines() if line.strip()]
         # a sentence is in its source document: the source is left out of that query's lists
-        exclude = np.array([position[r["pos_id"]] for r in rows]) if args.queries == "sentences" else None
+        exclude = np.array([position[r["pos_id"]] for r in rows]) \
+            if args.queries == "sentences" or args.exclude_source else None
         plans = [([r["query"] for r in rows], exclude, all_qids)]
 
     dev_teacher = teacher_of([train.queries[q] for q in all_qids]).hybrid

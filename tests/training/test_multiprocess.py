@@ -104,3 +104,38 @@ def test_the_adapter_trains_under_torchrun_and_its_two_processes_encode_the_corp
 
     texts = corpus_texts(load_beir("tiny", "test", str(tiny_data_root)))[1]
     np.testing.assert_allclose(np.load(entry), encoder.encode(texts, kind="doc", show_progress=False), atol=1e-6)
+
+
+def test_the_query_tower_trains_under_torchrun_like_one_process(tmp_path, subprocess_env, tiny_data_root):
+    """Every query scores the whole frozen corpus, so nothing crosses processes but the gradient mean:
+    two processes with the same global batch give one process's losses, weights and test metrics."""
+    import random
+
+    model = write_tiny_bert(tmp_path / "bert", pooler=True, dropout=0.0)
+    doc_ids = [json.loads(line)["_id"] for line in (tiny_data_root / "tiny" / "corpus.jsonl").read_text().splitlines()]
+    rng = random.Random(0)
+    lists = tmp_path / "lists.jsonl"
+    lists.write_text("".join(json.dumps({"qid": f"q{i}", "query": f"protein galaxy river {i}",
+                                         "cand_ids": rng.sample(doc_ids, 4),
+                                         "cand_scores": [rng.uniform(0, 10) for _ in range(4)]}) + "\n"
+                             for i in range(16)))
+    (tmp_path / "c.py").write_text(CONFIG.format(task="query_tower", out=str(tmp_path / "unused"), model=str(model),
+                                                 root=str(tiny_data_root)))
+    args = ["--train.max_steps=4", "--train.batch_size=8", "--optim.lr=1e-3", "--train.select=last",
+            "--loss.name=corpus_kl_distill", f"--data.train_file={lists}", "--data.train_split=none"]
+
+    def run(name, launcher, env):
+        out = tmp_path / name
+        proc = subprocess.run([*launcher, str(REPO / "experiments" / "run.py"), "--config", str(tmp_path / "c.py"),
+                               *args, f"--output_dir={out}"], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}, json.loads(
+            (out / "results.json").read_text())
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    one_loss, one = run("one", [sys.executable], subprocess_env)
+    two_loss, two = run("two", torchrun, {**subprocess_env, "ACCELERATE_USE_CPU": "true"})
+    assert len(one_loss) == 4 and two_loss == pytest.approx(one_loss, abs=1e-5, rel=1e-5)
+    assert one_loss[4] < one_loss[1]  # the query tower learned the lists
+    assert two == pytest.approx(one, abs=1e-6)
