@@ -296,10 +296,9 @@ class AdaptConfig:
     # lm: the synth section's generator writes them; sentences: sentences cut from each document, removed
     # from its positive (inverse cloze, ragtune/generation/corpus_queries.py; no generator, minutes not hours;
     # synth.max_docs > 0 cuts them from a seeded subset of the documents)
-    # log: an unlabelled query log (query_log: JSONL rows with "query" or "text", e.g. a BEIR queries.jsonl),
-    # no source document: trains task=query_tower only, with filter=none
+    # log: the queries of adapt.query_log, no source document: trains task=query_tower only, with filter=none
     queries: Literal["lm", "sentences", "log"] = "lm"
-    query_log: str = ""
+    query_log: str = ""  # queries=log: an unlabelled query log, JSONL rows with "query" or "text"
     sentences_per_doc: int = 1  # queries=sentences: sentences per document (all removed from its positive)
     sentence_min_words: int = 6  # queries=sentences: shorter sentences are never queries (headings, "Methods:")
 

@@ -77,6 +77,11 @@ def check_adapt(cfg) -> None:
         if not cfg.adapt.query_log or not Path(cfg.adapt.query_log).is_file():
             raise ConfigError(f"adapt.query_log={cfg.adapt.query_log!r}: adapt.queries=log reads the queries from "
                               "this file (JSONL rows with \"query\" or \"text\"), and it is not a file")
+        own = dataset_dir(cfg.data.dataset, cfg.data.data_root or None) / "queries.jsonl"
+        if own.is_file() and Path(cfg.adapt.query_log).resolve() == own.resolve():
+            raise ConfigError(f"adapt.query_log={cfg.adapt.query_log!r} is {cfg.data.dataset}'s own queries.jsonl, "
+                              f"which holds its {cfg.data.eval_split} queries: training on them is training on the "
+                              "test; write a log of other queries (e.g. experiments/write_query_log.py)")
     if cfg.adapt.teacher == "hybrid" and not distill:
         raise ConfigError(f"loss.name={cfg.loss.name!r} ignores teacher scores: adapt.teacher=hybrid trains with "
                           "margin_mse, kl_distill or info_nce_kl_distill (or set adapt.teacher=none)")
@@ -112,7 +117,7 @@ def query_file(cfg) -> Path:
 
 
 def read_query_log(path: Path) -> list[dict]:
-    """Rows {"query"} of an unlabelled query log: JSONL with "query" or "text" (BEIR's queries.jsonl)."""
+    """Rows {"query"} of an unlabelled query log: JSONL with "query" or "text" (the shape of BEIR's queries)."""
     rows = []
     for line, row in read_jsonl(path, ()):
         text = row.get("query", row.get("text"))

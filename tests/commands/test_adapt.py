@@ -281,6 +281,9 @@ def test_query_tower_and_log_settings_are_refused_before_any_work(tmp_path, tiny
                              ({**QUERY_TOWER, "adapt.queries": "log", "adapt.query_log": log,
                                "adapt.filter": "teacher"}, "set adapt.filter=none"),
                              ({**QUERY_TOWER, "adapt.queries": "log", "adapt.query_log": "nope.jsonl"}, "not a file"),
+                             ({**QUERY_TOWER, "adapt.queries": "log",
+                               "adapt.query_log": str(tiny_data_root / "tiny" / "queries.jsonl")},
+                              "training on the test"),
                              ({**QUERY_TOWER, "loss.name": "kl_distill"}, "query_tower task cannot call"),
                              ({**QUERY_TOWER, "adapt.teacher": "none"}, "adapt.teacher=hybrid")]:
         with pytest.raises(ConfigError, match=match):
