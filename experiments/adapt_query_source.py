@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--log-size", type=int, default=0,
+                        help="unlabelled_train: train on a seeded subset of this many of each half's claims")
     parser.add_argument("--exclude-source", action="store_true",
                         help="leave a generated query's source document out of its list (sentences always do)")
     args = parser.parse_args()
@@ -129,7 +131,10 @@ def main() -> None:
     if args.queries == "unlabelled_train":
         # the query log: one fold's claims as text alone train, the other fold is dev, then swap
         folds = query_folds(all_qids, args.seed)
-        plans = [([train.queries[q] for q in folds[1 - i]], None, folds[i]) for i in range(2)]
+        logs = [folds[1 - i] if args.log_size <= 0 else
+                sorted(random.Random(args.seed).sample(folds[1 - i], min(args.log_size, len(folds[1 - i]))))
+                for i in range(2)]
+        plans = [([train.queries[q] for q in logs[i]], None, folds[i]) for i in range(2)]
     else:
         if args.queries == "sentences":
             rows = sentence_queries(corpus, 1, 6, args.seed)
