@@ -14,8 +14,9 @@ query tower, against the frozen document embeddings (task query_tower):
    top 100 documents for each query;
 3. corpus_kl_distill: the student's softmax over the whole corpus is matched to that list, 80 steps
    of 64 queries at lr 3e-5, the last step kept (no label-free dev predicted the real queries).
-The settings were chosen on SciFact's train claims with experiments/adapt_query_source.py, never on
-test. The test split's qrels are read only by the final evaluation. Measured numbers: README.
+The settings were fixed before any test run and probed only on SciFact's train claims
+(experiments/adapt_query_source.py). The test split's qrels are read only by the final evaluation.
+Measured numbers: README ("No labels").
 """
 
 from ragtune.config import (

@@ -73,7 +73,7 @@ def test_dev_fold_settings_are_checked_when_parsed():
         apply_overrides(ExperimentConfig(task="adapter"), {"data.dev_folds": "1"})
     with pytest.raises(ConfigError, match="--data.dev_fold: must be < data.dev_folds \\(3\\), got 3"):
         apply_overrides(ExperimentConfig(task="adapter"), {"data.dev_folds": "3", "data.dev_fold": "3"})
-    tasks = "\\('adapter', 'biencoder', 'late_interaction'\\)"
+    tasks = "\\('adapter', 'biencoder', 'late_interaction', 'query_tower'\\)"
     with pytest.raises(ConfigError, match=f"--train.select: 'last' runs in the {tasks} tasks"):
         apply_overrides(ExperimentConfig(task="reranker"), {"train.select": "last"})
     with pytest.raises(ConfigError, match="--train.select: expected one of .*, got 'best'; did you mean 'best_dev'"):
