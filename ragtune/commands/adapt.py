@@ -16,6 +16,7 @@ Reads a BEIR folder's corpus and nothing else until the test evaluation. Under `
                           pseudo_labels.stats.json holds the counts and the teacher's agreement
   train/                  the training run (`ragtune run`, config.task) on that file alone with
                           data.train_split=none: dev = synthetic queries of held-out source documents
+                          (task=query_tower: no dev, a fixed budget and the last step)
   summary.json            the three stages' statistics and the run's results, written last
 The test split's qrels are first opened by train/'s test evaluation, which scores the initial weights
 (kept in memory) after training too, so no label reaches generation, pseudo-labels or selection.
