@@ -79,8 +79,9 @@ class HybridTeacher:
         """(Q, k) columns of each query's top k by the hybrid score (ties in column order) and their
         t(q, d); `exclude` (Q,): one column per query kept out of its list (a sentence query's source)."""
         h = self.hybrid.copy()
-        if exclude is not None:
+        if exclude is not None:  # and never listed, even when k covers the whole corpus
             h[np.arange(len(h)), exclude] = -np.inf
+            k = min(k, h.shape[1] - 1)
         cols = np.argsort(-h, axis=1, kind="stable")[:, :k]
         scores = self.student_units(np.repeat(np.arange(len(h)), cols.shape[1]), cols.ravel(), weight, temperature)
         return cols, scores.reshape(cols.shape)

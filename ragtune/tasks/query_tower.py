@@ -66,6 +66,8 @@ def load_lists(path: str, doc_index: dict[str, int]) -> tuple[list[str], torch.T
         unknown = [d for d in ids if d not in doc_index]
         if unknown:
             raise DataError(f"{path}:{line}: cand_ids {unknown[:3]} are not in the corpus")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            raise DataError(f"{path}:{line}: cand_scores must be numbers, got {vals[:3]}")
         queries.append(row["query"])
         cands.append([doc_index[d] for d in ids])
         scores.append([float(v) for v in vals])

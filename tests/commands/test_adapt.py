@@ -291,3 +291,20 @@ def test_query_tower_and_log_settings_are_refused_before_any_work(tmp_path, tiny
     with pytest.raises(ConfigError, match="no dev split"):
         apply_overrides(base, {**QUERY_TOWER, "train.select": "best_dev"})
     assert not (tmp_path / "adapt").exists()
+
+
+@pytest.mark.parametrize("row, match", [
+    ({"qid": "a", "query": "q", "cand_ids": ["nope"], "cand_scores": [1.0]}, "not in the corpus"),
+    ({"qid": "a", "query": "q", "cand_ids": [], "cand_scores": []}, "must both hold"),
+    ({"qid": "a", "query": "q", "cand_ids": ["d0"], "cand_scores": ["high"]}, "must be numbers"),
+    ({"qid": "a", "query": "q", "cand_ids": ["d0"]}, "missing field"),
+])
+def test_query_tower_lists_name_the_bad_line(tmp_path, row, match):
+    from ragtune.data.beir import DataError
+    from ragtune.tasks.query_tower import load_lists
+
+    path = tmp_path / "lists.jsonl"
+    good = {"qid": "g", "query": "q", "cand_ids": ["d0"], "cand_scores": [2.0]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=f"lists.jsonl:2: .*{match}"):
+        load_lists(str(path), {"d0": 0, "d1": 1})

@@ -92,3 +92,5 @@ def test_top_lists_rank_by_the_hybrid_and_leave_out_the_source():
     cols, scores = teacher.top_lists(3, weight=0.5, temperature=0.05, exclude=np.array([1]))
     np.testing.assert_array_equal(cols, [[0, 2, 4]])
     np.testing.assert_allclose(scores, [[8.0, 4.0, 2.0]])
+    cols, _ = teacher.top_lists(10, weight=0.5, temperature=0.05, exclude=np.array([1]))  # k past the corpus
+    assert sorted(cols[0].tolist()) == [0, 2, 3, 4]
